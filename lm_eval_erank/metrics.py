@@ -1,0 +1,140 @@
+"""The eRank metrics: per-document values, registration with lm-eval, standard errors.
+
+Per document (one gold text), from the ``erank`` response of the model:
+
+| metric          | per-doc value                     | aggregation                        |
+|-----------------|-----------------------------------|------------------------------------|
+| diff_erank      | [eRank_M0, eRank_M1]              | exp(mean H_M0) - exp(mean H_M1)    |
+| erank_m1        | eRank_M1 = exp(H_M1)              | exp(mean H_M1)                     |
+| erank_m0        | eRank_M0                          | exp(mean H_M0)                     |
+| diff_erank_b    | eRank_M0 - eRank_M1               | mean (algorithm (b))               |
+| erank_m1_b      | eRank_M1                          | mean                               |
+| erank_m0_b      | eRank_M0                          | mean                               |
+| reduced_loss    | L_M0 - L_M1                       | mean                               |
+| loss_m1, loss_m0| mean token cross-entropy (nats)   | mean                               |
+| erank_excluded  | 1 if the text has no eRank        | sum (a count)                      |
+
+A document whose text has no defined eRank (fewer than 2 tokens) contributes ``None`` to
+the eRank metrics and 1 to ``erank_excluded``; aggregations skip ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from . import aggregation as agg
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    aggregation: Callable
+    stderr: Callable
+    higher_is_better: bool | None
+
+
+_MEAN = (agg.arithmetic_mean, agg.arithmetic_mean_stderr)
+_GEOMEAN = (agg.geometric_mean, agg.geometric_mean_stderr)
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("diff_erank", agg.difference_of_geometric_means, agg.difference_of_geometric_means_stderr, True),
+    MetricSpec("erank_m1", *_GEOMEAN, False),
+    MetricSpec("erank_m0", *_GEOMEAN, None),
+    MetricSpec("diff_erank_b", *_MEAN, True),
+    MetricSpec("erank_m1_b", *_MEAN, False),
+    MetricSpec("erank_m0_b", *_MEAN, None),
+    MetricSpec("reduced_loss", *_MEAN, True),
+    MetricSpec("loss_m1", *_MEAN, False),
+    MetricSpec("loss_m0", *_MEAN, None),
+    MetricSpec("erank_excluded", agg.count, agg.count_stderr, False),
+)
+METRIC_NAMES = tuple(m.name for m in METRICS)
+AGGREGATION_PREFIX = "erank_agg_"
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def per_document_values(response: Mapping[str, float]) -> dict[str, object]:
+    """Map one ``erank`` response (entropy_m1/m0 in nats, loss_m1/m0) to the per-doc metric values.
+
+    Undefined quantities arrive as None (or NaN from the pure layers) and leave as None.
+    """
+    h1 = _finite_or_none(response["entropy_m1"])
+    h0 = _finite_or_none(response["entropy_m0"])
+    l1 = _finite_or_none(response["loss_m1"])
+    l0 = _finite_or_none(response["loss_m0"])
+    has_erank = h1 is not None and h0 is not None
+    e1 = math.exp(h1) if has_erank else None
+    e0 = math.exp(h0) if has_erank else None
+    return {
+        "diff_erank": [e0, e1] if has_erank else None,
+        "erank_m1": e1,
+        "erank_m0": e0,
+        "diff_erank_b": e0 - e1 if has_erank else None,
+        "erank_m1_b": e1,
+        "erank_m0_b": e0,
+        "reduced_loss": l0 - l1 if l1 is not None and l0 is not None else None,
+        "loss_m1": l1,
+        "loss_m0": l0,
+        "erank_excluded": 0 if has_erank else 1,
+    }
+
+
+def metric_list_entries() -> list[dict]:
+    """``metric_list`` entries (as in a task YAML) for every eRank metric."""
+    return [
+        {"metric": m.name, "aggregation": AGGREGATION_PREFIX + m.name, "higher_is_better": m.higher_is_better}
+        for m in METRICS
+    ]
+
+
+def _passthrough(items):
+    return items
+
+
+def register() -> None:
+    """Register the metrics and aggregations with lm-eval and teach it their stderrs (idempotent)."""
+    import lm_eval.api.metrics as lm_metrics  # noqa: F401  (loads the built-ins first)
+    import lm_eval.evaluator_utils as evaluator_utils
+    from lm_eval.api import registry
+
+    for spec in METRICS:
+        agg_name = AGGREGATION_PREFIX + spec.name
+        if agg_name not in registry.aggregation_registry:
+            registry.register_aggregation(agg_name)(_named(spec.aggregation, agg_name, spec.stderr))
+        if spec.name not in registry.metric_registry:
+            registry.register_metric(
+                metric=spec.name, higher_is_better=spec.higher_is_better, aggregation=agg_name
+            )(_passthrough)
+    if not getattr(evaluator_utils.stderr_for_metric, "_erank_aware", False):
+        evaluator_utils.stderr_for_metric = _erank_aware_stderr(evaluator_utils.stderr_for_metric)
+        lm_metrics.stderr_for_metric = evaluator_utils.stderr_for_metric
+
+
+def _named(fn: Callable, name: str, stderr: Callable) -> Callable:
+    def aggregate(items):
+        return fn(items)
+
+    aggregate.__name__ = name
+    aggregate.__doc__ = fn.__doc__
+    aggregate.erank_stderr = stderr
+    return aggregate
+
+
+def _erank_aware_stderr(original: Callable) -> Callable:
+    """Wrap lm-eval's ``stderr_for_metric`` so our aggregations get their own stderr."""
+
+    def stderr_for_metric(metric, bootstrap_iters):
+        stderr = getattr(metric, "erank_stderr", None)
+        if stderr is None:
+            return original(metric=metric, bootstrap_iters=bootstrap_iters)
+        if bootstrap_iters <= 0:
+            return None
+        return lambda items: stderr(items, bootstrap_iters)
+
+    stderr_for_metric._erank_aware = True
+    return stderr_for_metric

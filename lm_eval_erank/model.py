@@ -1,0 +1,128 @@
+"""The ``hf-erank`` model: lm-eval's HFLM plus the random twin M0 and the ``erank`` request."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from lm_eval.api.instance import Instance
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+from tqdm import tqdm
+
+from . import __version__
+from .representations import text_statistics
+from .twin import build_random_twin, check_twin_supported, validate_seed
+
+logger = logging.getLogger("lm_eval.erank.model")
+
+
+@register_model("hf-erank", "erank")
+class ErankHFLM(HFLM):
+    """HFLM (every ``hf`` model argument works) that also serves ``erank`` requests.
+
+    Extra model argument:
+        m0_seed: seed of the random twin M0 (default: ``torch.initial_seed()``, i.e. the torch
+            seed lm-eval set from ``--seed``).
+
+    The loglikelihood and generation paths are HFLM's, untouched.
+    """
+
+    def __init__(self, *args, m0_seed: int | str | None = None, **kwargs) -> None:
+        seed = validate_seed(torch.initial_seed() if m0_seed is None else m0_seed)
+        super().__init__(*args, **kwargs)
+        if self.backend != "causal":
+            raise ValueError("hf-erank needs a decoder-only causal LM (backend 'causal'); got an encoder-decoder")
+        check_twin_supported(self.model)
+        self.m0_seed = seed
+        self.m0 = build_random_twin(self.model, seed)
+
+    # ---- the erank request -------------------------------------------------------------
+
+    def erank_token_ids(self, text: str) -> tuple[list[int], bool]:
+        """Token ids of ``text`` with the tokenizer's default special tokens, cut to max_length.
+
+        ``add_bos_token=True`` (an ``hf`` argument) prepends BOS when the tokenizer does not.
+        Returns the ids and whether they were truncated (the end of the text is dropped).
+        """
+        ids = list(self.tokenizer(text)["input_ids"])
+        bos = self.tokenizer.bos_token_id
+        if self.add_bos_token and bos is not None and (not ids or ids[0] != bos):
+            ids = [bos] + ids
+        truncated = len(ids) > self.max_length
+        return ids[: self.max_length], truncated
+
+    def erank(self, requests: list[Instance], disable_tqdm: bool = False) -> list[dict]:
+        """Per request (one text): entropy and mean token loss under M1 and M0, token count.
+
+        Returns plain dicts {entropy_m1, entropy_m0, loss_m1, loss_m0, n_tokens, truncated};
+        undefined values (texts with fewer than 2 tokens) are None.
+        """
+        if not requests:
+            return []
+        encoded = [self.erank_token_ids(req.args[0]) for req in requests]
+        token_ids = [ids for ids, _ in encoded]
+        n_truncated = sum(truncated for _, truncated in encoded)
+        if n_truncated:
+            logger.warning("erank: %d of %d texts were longer than max_length=%d and were truncated", n_truncated, len(encoded), self.max_length)
+        batch_size = self._erank_batch_size(max(len(t) for t in token_ids))
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        stats = {}
+        with tqdm(total=2 * len(token_ids), desc="Running erank requests", disable=disable_tqdm or self.rank != 0) as bar:
+            for name, model in (("M1", self.model), ("M0", self.m0)):
+                stats[name] = text_statistics(model, token_ids, batch_size, pad_id, model_name=name, progress=bar.update)
+        results = []
+        for i, (ids, truncated) in enumerate(encoded):
+            results.append(
+                {
+                    "entropy_m1": _float_or_none(stats["M1"].entropy[i]),
+                    "entropy_m0": _float_or_none(stats["M0"].entropy[i]),
+                    "loss_m1": _float_or_none(stats["M1"].loss[i]),
+                    "loss_m0": _float_or_none(stats["M0"].loss[i]),
+                    "n_tokens": len(ids),
+                    "truncated": truncated,
+                }
+            )
+        return results
+
+    def _erank_batch_size(self, longest: int) -> int:
+        if str(self.batch_size).startswith("auto"):
+            if "erank" not in self.batch_sizes:
+                self.batch_sizes["erank"] = self._detect_erank_batch_size(longest)
+            return self.batch_sizes["erank"]
+        return int(self.batch_size)
+
+    def _detect_erank_batch_size(self, longest: int) -> int:
+        """Largest batch (<= max_batch_size) for which M1 and M0 forwards fit at the longest text."""
+        from accelerate.utils import find_executable_batch_size
+
+        @find_executable_batch_size(starting_batch_size=self.max_batch_size)
+        def probe(batch_size: int) -> int:
+            ids = [[1] * longest for _ in range(batch_size)]
+            for model in (self.model, self.m0):
+                text_statistics(model, ids, batch_size, 0)
+            return batch_size
+
+        batch_size = probe()
+        if self.world_size > 1:
+            sizes = self.all_gather(torch.tensor([batch_size], device=self.device))
+            batch_size = int(sizes.min())
+        logger.info("erank: batch size %d (auto)", batch_size)
+        return batch_size
+
+    def get_model_info(self) -> dict:
+        info = super().get_model_info()
+        info.update(
+            {
+                "erank_m0_seed": self.m0_seed,
+                "erank_dtype": str(self.model.dtype),
+                "lm_eval_erank_version": __version__,
+            }
+        )
+        return info
+
+
+def _float_or_none(value: torch.Tensor) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None

@@ -1,0 +1,62 @@
+"""Wire the plugin into lm-eval 0.4.13, which has no plugin discovery of its own.
+
+``register()`` (idempotent):
+1. loads lm-eval's built-in models and metrics first (its registries fill lazily only while
+   empty, so registering first would hide ``--model hf`` and the built-in aggregations);
+2. registers the eRank metrics and the ``hf-erank`` model;
+3. makes every TaskManager also index this package's task directory, so ``--tasks erank_piqa``
+   works without ``--include_path`` (a user's ``--include_path`` still works beside it);
+4. gives models without an ``erank`` method a clear error naming ``hf-erank``.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+_registered = False
+
+
+def task_dir() -> Path:
+    """Directory of the shipped ``erank_*`` task YAMLs."""
+    return Path(str(files("lm_eval_erank.task_configs")))
+
+
+def _missing_erank(self, requests, *args, **kwargs):
+    raise NotImplementedError(
+        f"the erank_* tasks send 'erank' requests, which {type(self).__name__} does not serve. "
+        "Run them with --model hf-erank (it accepts every --model hf argument)."
+    )
+
+
+def _with_erank_tasks(init):
+    def __init__(self, *args, include_path=None, **kwargs):
+        paths = [] if include_path is None else list(include_path) if isinstance(include_path, (list, tuple)) else [include_path]
+        ours = task_dir()
+        if all(Path(p).resolve() != ours.resolve() for p in paths):
+            paths.insert(0, ours)  # user paths come later and win on name clashes
+        init(self, *args, include_path=paths, **kwargs)
+
+    __init__._erank_tasks = True
+    return __init__
+
+
+def register() -> None:
+    global _registered
+    if _registered:
+        return
+    import lm_eval.api.metrics  # noqa: F401
+    import lm_eval.models  # noqa: F401
+    from lm_eval.api.model import LM
+    from lm_eval.tasks.manager import TaskManager
+
+    from . import metrics
+
+    metrics.register()
+    from . import model  # noqa: F401  (registers hf-erank)
+
+    if not getattr(TaskManager.__init__, "_erank_tasks", False):
+        TaskManager.__init__ = _with_erank_tasks(TaskManager.__init__)
+    if not hasattr(LM, "erank"):
+        LM.erank = _missing_erank
+    _registered = True

@@ -1,0 +1,149 @@
+"""Per-text matrix entropy and token loss from one batched forward pass (no lm-eval).
+
+For each text (a list of token ids) and one causal LM, we run length-sorted, right-padded,
+attention-masked batches, capture the input of the LM head (the last-layer hidden states
+after the final norm) with a forward pre-hook, and compute in the same pass:
+
+    entropy = matrix_entropy(hidden states of the text's tokens)       (see spectral.py)
+    loss    = mean over positions t = 1..N-1 of -log p(x_t | x_<t)      (nats/token)
+
+Both are NaN for texts with fewer than 2 tokens (no spread, no prediction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .spectral import NonFiniteRepresentationError, matrix_entropy
+
+# Upper bound on the float32 logits materialised at once when computing token losses.
+_LOSS_CHUNK_ELEMENTS = 2**26
+
+
+class NonFiniteModelOutputError(ValueError):
+    """A model produced inf/NaN hidden states or logits for a text."""
+
+
+@dataclass(frozen=True)
+class TextStatistics:
+    """Per-text results of one model, in the order of the input texts (float64, NaN = undefined)."""
+
+    entropy: torch.Tensor
+    loss: torch.Tensor
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of at most ``batch_size``, longest texts first.
+
+    Sorting is stable, so equal-length texts keep their input order.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def pad_right(token_ids: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, N) input ids right-padded with ``pad_id`` and the (B, N) bool attention mask."""
+    width = max(1, max(len(ids) for ids in token_ids))
+    ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(token_ids), width), dtype=torch.bool)
+    for row, seq in enumerate(token_ids):
+        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = True
+    return ids.to(device), mask.to(device)
+
+
+def token_losses(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy per row, float64 (B,); NaN for rows with < 2 tokens.
+
+    logits (B, N, V) in any dtype are upcast to float32 in row chunks to bound memory.
+    """
+    batch, width, vocab = logits.shape
+    if width < 2:
+        return torch.full((batch,), torch.nan, dtype=torch.float64, device=logits.device)
+    rows_per_chunk = max(1, _LOSS_CHUNK_ELEMENTS // max(1, (width - 1) * vocab))
+    targets = input_ids[:, 1:]
+    predicted = mask[:, 1:]
+    sums = []
+    for start in range(0, batch, rows_per_chunk):
+        chunk = slice(start, start + rows_per_chunk)
+        nll = torch.nn.functional.cross_entropy(
+            logits[chunk, :-1].float().transpose(1, 2), targets[chunk], reduction="none"
+        )
+        sums.append(torch.where(predicted[chunk], nll, 0.0).sum(dim=1, dtype=torch.float64))
+    count = predicted.sum(dim=1)
+    loss = torch.cat(sums) / count.clamp(min=1)
+    return torch.where(count > 0, loss, torch.nan)
+
+
+def _lm_head_input_hook(model: torch.nn.Module) -> tuple[Callable[[], torch.Tensor], Callable[[], None]]:
+    head = model.get_output_embeddings()
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook(_module, args):
+        captured["states"] = args[0]
+
+    handle = head.register_forward_pre_hook(hook)
+    return (lambda: captured.pop("states")), handle.remove
+
+
+@torch.no_grad()
+def text_statistics(
+    model: torch.nn.Module,
+    token_ids: Sequence[Sequence[int]],
+    batch_size: int,
+    pad_id: int,
+    model_name: str = "model",
+    progress: Callable[[int], None] | None = None,
+) -> TextStatistics:
+    """Entropy of the LM head's input and mean token loss for every text, one forward per batch.
+
+    Args:
+        model: a transformers causal LM (``get_output_embeddings()`` must be its LM head).
+        token_ids: one list of token ids per text (already truncated to the model's length).
+        batch_size: texts per forward; results do not depend on it beyond float round-off.
+        pad_id: id used for right padding (masked out everywhere).
+        model_name: how errors name the model (e.g. "M1", "M0").
+        progress: called with the number of texts finished after each batch.
+
+    Raises NonFiniteModelOutputError naming the text index and the model when a hidden
+    state or loss is not finite.
+    """
+    device = next(model.parameters()).device
+    entropy = torch.full((len(token_ids),), torch.nan, dtype=torch.float64)
+    loss = torch.full((len(token_ids),), torch.nan, dtype=torch.float64)
+    take_states, remove_hook = _lm_head_input_hook(model)
+    try:
+        for batch in length_sorted_batches([len(t) for t in token_ids], batch_size):
+            input_ids, mask = pad_right([token_ids[i] for i in batch], pad_id, device)
+            logits = model(input_ids=input_ids, attention_mask=mask.long()).logits
+            states = take_states()
+            try:
+                batch_entropy = matrix_entropy(states, mask)
+            except NonFiniteRepresentationError as err:
+                raise _non_finite(batch[err.text_index], model_name, "hidden states", model) from err
+            batch_loss = token_losses(logits, input_ids, mask)
+            bad_loss = torch.isinf(batch_loss) | (torch.isnan(batch_loss) & (mask.sum(1) >= 2))
+            if bool(bad_loss.any()):
+                raise _non_finite(batch[int(bad_loss.nonzero()[0])], model_name, "logits", model)
+            index = torch.as_tensor(batch)
+            entropy[index] = batch_entropy.cpu()
+            loss[index] = batch_loss.cpu()
+            if progress is not None:
+                progress(len(batch))
+    finally:
+        remove_hook()
+    return TextStatistics(entropy=entropy, loss=loss)
+
+
+def _non_finite(text_index: int, model_name: str, what: str, model: torch.nn.Module) -> NonFiniteModelOutputError:
+    dtype = getattr(model, "dtype", None)
+    return NonFiniteModelOutputError(
+        f"{model_name} produced non-finite {what} for text {text_index} (dtype {dtype}). "
+        "This is typical of float16 overflow or a broken checkpoint; run with dtype=bfloat16 "
+        "or dtype=float32."
+    )

@@ -1,0 +1,127 @@
+"""Matrix entropy and effective rank of token representations (pure torch, no lm-eval).
+
+Definitions (Wei et al., NeurIPS 2024, Definitions 3.1-3.5). For one text with
+representations R (N tokens x d):
+
+    Z_i   = (R_i - mean_j R_j) / ||R_i - mean_j R_j||        (centre, L2-normalise rows)
+    Sigma = Z^T Z / N                                          (d x d)
+    l     = eigenvalues of Sigma / trace(Sigma)
+    H     = -sum_k l_k log l_k                                 (matrix entropy, nats)
+    eRank = exp(H)
+
+The non-zero eigenvalues of Z^T Z equal those of the Gram matrix Z Z^T (N x N), so we
+decompose whichever is smaller, in float64, with a symmetric eigensolver. A row whose
+centred vector is exactly zero (the token's state equals the text's mean) stays zero:
+it adds nothing to Sigma, and the trace normalisation makes H independent of N.
+
+A text has no defined eRank when fewer than 2 tokens are valid or every centred row is
+zero; its entropy is reported as NaN by :func:`matrix_entropy` and must be excluded by
+the caller (the harness and API layers turn it into an explicit, counted exclusion).
+
+Dataset aggregation (Definition 3.5): eRank = exp(mean_i H_i) (algorithm (a), the
+geometric mean of per-text eRanks); algorithm (b) is mean_i exp(H_i).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "NonFiniteRepresentationError",
+    "matrix_entropy",
+    "effective_rank",
+    "dataset_erank",
+    "mean_erank",
+]
+
+
+class NonFiniteRepresentationError(ValueError):
+    """Representations contain inf/NaN; ``text_index`` is the first offending text in the batch."""
+
+    def __init__(self, text_index: int):
+        self.text_index = text_index
+        super().__init__(f"non-finite representation in text {text_index} of the batch")
+
+
+def _as_batch(states: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    if states.dim() == 2:
+        states = states.unsqueeze(0)
+        mask = None if mask is None else mask.unsqueeze(0)
+    if states.dim() != 3:
+        raise ValueError(f"states must be (N, d) or (B, N, d), got shape {tuple(states.shape)}")
+    if mask is None:
+        mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
+    if mask.shape != states.shape[:2]:
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match states {tuple(states.shape[:2])}")
+    return states, mask.to(dtype=torch.bool, device=states.device)
+
+
+def normalized_centered_rows(states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Z (B, N, d) float64: rows centred by the text's mean over valid tokens and L2-normalised.
+
+    Padded rows (mask False) and rows whose centred vector is exactly zero are zero.
+    Raises NonFiniteRepresentationError if any valid row holds inf/NaN.
+    """
+    states, mask = _as_batch(states, mask)
+    valid = mask.unsqueeze(-1)
+    finite = torch.isfinite(states) | ~valid
+    if not bool(finite.all()):
+        bad = (~finite).flatten(1).any(dim=1).nonzero()[0].item()
+        raise NonFiniteRepresentationError(int(bad))
+    x = torch.where(valid, states.to(torch.float64), 0.0)
+    count = mask.sum(dim=1, keepdim=True).clamp(min=1).unsqueeze(-1).to(torch.float64)
+    centred = torch.where(valid, x - x.sum(dim=1, keepdim=True) / count, 0.0)
+    norms = torch.linalg.vector_norm(centred, dim=-1, keepdim=True)
+    return torch.where(norms > 0, centred / torch.where(norms > 0, norms, 1.0), 0.0)
+
+
+def matrix_entropy(states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Matrix entropy H (nats) per text, float64.
+
+    Args:
+        states: (N, d) for one text or (B, N, d) right-padded texts, any float dtype.
+        mask: (B, N) bool, True for real tokens; None means all tokens are real.
+
+    Returns:
+        (B,) float64 (a 0-dim tensor for a single (N, d) input); NaN where the eRank is
+        undefined (fewer than 2 valid tokens, or all centred rows zero).
+    """
+    single = states.dim() == 2
+    states, mask = _as_batch(states, mask)
+    z = normalized_centered_rows(states, mask)
+    n, d = z.shape[1], z.shape[2]
+    # Same non-zero spectrum either way; the smaller side is cheaper and better conditioned.
+    gram = z @ z.transpose(1, 2) if n <= d else z.transpose(1, 2) @ z
+    eigenvalues = torch.linalg.eigvalsh(gram)
+    trace = gram.diagonal(dim1=1, dim2=2).sum(dim=1, keepdim=True)
+    defined = (trace.squeeze(1) > 0) & (mask.sum(dim=1) >= 2)
+    spectrum = (eigenvalues / torch.where(trace > 0, trace, 1.0)).clamp(min=0.0)
+    entropy = -torch.special.xlogy(spectrum, spectrum).sum(dim=1)
+    entropy = torch.where(defined, entropy, torch.nan)
+    return entropy[0] if single else entropy
+
+
+def effective_rank(states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """eRank = exp(matrix_entropy(states, mask)); same shapes and NaN convention."""
+    return torch.exp(matrix_entropy(states, mask))
+
+
+def _defined_entropies(entropies: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    h = torch.as_tensor(list(entropies) if not isinstance(entropies, torch.Tensor) else entropies, dtype=torch.float64)
+    h = h[~torch.isnan(h)]
+    if h.numel() == 0:
+        raise ValueError("no text with a defined eRank (every text has fewer than 2 tokens)")
+    return h
+
+
+def dataset_erank(entropies: Sequence[float] | torch.Tensor) -> float:
+    """Algorithm (a): exp(mean_i H_i) over texts with a defined entropy (NaNs skipped)."""
+    return math.exp(float(_defined_entropies(entropies).mean()))
+
+
+def mean_erank(entropies: Sequence[float] | torch.Tensor) -> float:
+    """Algorithm (b): mean_i exp(H_i) over texts with a defined entropy (NaNs skipped)."""
+    return float(torch.exp(_defined_entropies(entropies)).mean())

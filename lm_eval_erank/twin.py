@@ -1,0 +1,86 @@
+"""The untrained twin M0: the trained model's architecture, randomly initialised (no lm-eval)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import torch
+from transformers import PreTrainedModel
+
+logger = logging.getLogger("lm_eval.erank.twin")
+
+# torch.manual_seed accepts [-2**63, 2**64); lm-eval seeds are non-negative ints.
+MAX_SEED = 2**64 - 1
+
+
+def validate_seed(seed) -> int:
+    """An int in [0, 2**64 - 1] (strings of digits accepted, as --model_args passes them)."""
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        value = seed
+    elif isinstance(seed, str) and seed.strip().isdigit():
+        value = int(seed.strip())
+    else:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"m0_seed must be an integer in [0, 2**64 - 1], got {seed!r}")
+    return value
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Device of the model's first parameter (where its inputs must go)."""
+    return next(model.parameters()).device
+
+
+def check_twin_supported(model: PreTrainedModel) -> None:
+    """Raise a clear error for models whose twin the wrapper cannot build or read."""
+    config = model.config
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"hf-erank needs a decoder-only causal LM; {type(model).__name__} is encoder-decoder"
+        )
+    if model.get_output_embeddings() is None:
+        raise ValueError(
+            f"hf-erank reads the input of the LM head, but {type(model).__name__} has none; "
+            "load a *ForCausalLM model"
+        )
+
+
+def build_random_twin(model: PreTrainedModel, seed: int) -> PreTrainedModel:
+    """M0: ``type(model)`` built from a copy of ``model.config`` with the library's own
+    initialisation, in the model's dtype, directly on the model's device, in eval mode.
+
+    The global RNG state is forked, so building M0 does not disturb lm-eval's seeding.
+    The same seed on the same device type gives the same weights.
+    Models dispatched over several devices (``hf_device_map``) get the same placement.
+    """
+    check_twin_supported(model)
+    seed = validate_seed(seed)
+    config = copy.deepcopy(model.config)
+    device_map = getattr(model, "hf_device_map", None)
+    multi_device = device_map is not None and len(set(map(str, device_map.values()))) > 1
+    device = torch.device("cpu") if multi_device else model_device(model)
+    kwargs = {"dtype": model.dtype}
+    attn = getattr(model.config, "_attn_implementation", None)
+    if attn is not None:
+        kwargs["attn_implementation"] = attn
+    accelerator = device.type != "cpu"
+    fork = torch.random.fork_rng(devices=[device] if accelerator else [], device_type=device.type if accelerator else "cuda")
+    with fork:
+        torch.manual_seed(seed)
+        try:
+            with torch.device(device):
+                twin = type(model)._from_config(config, **kwargs)
+        except torch.OutOfMemoryError as err:
+            raise torch.OutOfMemoryError(
+                f"building the random twin M0 on {device} ran out of memory: M1 and M0 must both "
+                "fit. Use a smaller dtype (dtype=bfloat16) or a device with more memory."
+            ) from err
+    if multi_device:
+        from accelerate import dispatch_model
+
+        twin = dispatch_model(twin, device_map=device_map)
+    twin.eval()
+    twin.requires_grad_(False)
+    logger.info("built random twin M0 (%s, seed %d, %s, %s)", type(model).__name__, seed, model.dtype, device)
+    return twin
