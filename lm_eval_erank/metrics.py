@@ -13,6 +13,8 @@ Per document (one gold text), from the ``erank`` response of the model:
 | reduced_loss    | L_M0 - L_M1                       | mean                               |
 | loss_m1, loss_m0| mean token cross-entropy (nats)   | mean                               |
 | erank_excluded  | 1 if the text has no eRank        | sum (a count)                      |
+| erank_truncated | 1 if the text was cut at max_length | sum (a count)                    |
+| erank_tokens    | tokens fed (after truncation)     | mean                               |
 
 A document whose text has no defined eRank (fewer than 2 tokens) contributes ``None`` to
 the eRank metrics and 1 to ``erank_excluded``; aggregations skip ``None``.
@@ -49,6 +51,8 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("loss_m1", *_MEAN, False),
     MetricSpec("loss_m0", *_MEAN, None),
     MetricSpec("erank_excluded", agg.count, agg.count_stderr, False),
+    MetricSpec("erank_truncated", agg.count, agg.count_stderr, False),
+    MetricSpec("erank_tokens", *_MEAN, None),
 )
 METRIC_NAMES = tuple(m.name for m in METRICS)
 AGGREGATION_PREFIX = "erank_agg_"
@@ -59,7 +63,8 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def per_document_values(response: Mapping[str, float]) -> dict[str, object]:
-    """Map one ``erank`` response (entropy_m1/m0 in nats, loss_m1/m0) to the per-doc metric values.
+    """Map one ``erank`` response (entropy_m1/m0 in nats, loss_m1/m0, n_tokens, truncated)
+    to the per-doc metric values.
 
     Undefined quantities arrive as None (or NaN from the pure layers) and leave as None.
     """
@@ -81,6 +86,8 @@ def per_document_values(response: Mapping[str, float]) -> dict[str, object]:
         "loss_m1": l1,
         "loss_m0": l0,
         "erank_excluded": 0 if has_erank else 1,
+        "erank_truncated": int(bool(response["truncated"])),
+        "erank_tokens": int(response["n_tokens"]),
     }
 
 

@@ -1,0 +1,96 @@
+"""Shared fixtures: tiny local models and tokenizers, local task data, a CLI runner.
+
+Everything is built at run time from configs (no hub access); models are saved to temp
+dirs and loaded through ``pretrained=<dir>`` exactly as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from lm_eval_erank import example  # noqa: E402
+
+ARCHS = ("gpt2", "llama", "opt")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tokenizers_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tokenizers")
+
+
+@pytest.fixture(scope="session")
+def make_tokenizer(tokenizers_dir):
+    cache = {}
+
+    def make(add_bos: bool):
+        if add_bos not in cache:
+            cache[add_bos] = example.train_tokenizer(
+                example.gold_texts(), tokenizers_dir / ("bos" if add_bos else "plain"), add_bos=add_bos
+            )
+        return cache[add_bos]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, make_tokenizer):
+    """{arch: directory} of tiny models briefly trained on the fixture texts.
+
+    GPT-2-shaped uses a tokenizer that adds no special tokens; Llama- and OPT-shaped use one
+    that prepends BOS, as their real tokenizers do.
+    """
+    root = tmp_path_factory.mktemp("models")
+    dirs = {}
+    for arch in ARCHS:
+        tok = make_tokenizer(add_bos=arch != "gpt2")
+        dirs[arch] = root / arch
+        example.build_tiny_model(arch, tok, dirs[arch], seed=0, train_texts=example.gold_texts(), steps=40)
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def local_tasks(tmp_path_factory):
+    """Directory with local-data erank tasks (``local_erank_*``), standard tasks (``local_*``)
+    and the group ``local_erank``, on the example docs."""
+    directory = tmp_path_factory.mktemp("tasks")
+    example.write_local_tasks(directory, prefix="local")
+    return directory
+
+
+LOCAL_ERANK_TASKS = ["local_erank_piqa", "local_erank_openbookqa", "local_erank_winogrande"]
+
+
+def run_cli(args: list[str], output_dir: Path, module: str = "lm_eval_erank", check: bool = True):
+    """Run ``python -m <module> <args> --output_path output_dir``; return (completed, results, samples).
+
+    results: the parsed results JSON (None if absent); samples: {task: [sample dicts]}.
+    """
+    cmd = [sys.executable, "-m", module, *args, "--output_path", str(output_dir)]
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if check and done.returncode != 0:
+        raise AssertionError(f"CLI failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
+    results_files = sorted(Path(output_dir).rglob("results_*.json"))
+    results = json.loads(results_files[-1].read_text()) if results_files else None
+    samples = {}
+    for f in Path(output_dir).rglob("samples_*.jsonl"):
+        task = f.name[len("samples_") :].rsplit("_", 1)[0]
+        samples[task] = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    return done, results, samples
+
+
+def model_args(model_dir: Path, **extra) -> str:
+    parts = [f"pretrained={model_dir}", "dtype=float32"] + [f"{k}={v}" for k, v in extra.items()]
+    return ",".join(parts)
