@@ -1,0 +1,579 @@
+"""Side-by-side benchmark of lm-eval-erank: our pipeline, the paper's reference, the harness.
+
+One process, one model, one set of texts; every requirement is a ratio of two timings taken
+here, on this machine:
+
+(a) our pipeline (``text_statistics`` for M1 and M0 at the harness batch size) split into
+    forward, spectra (``matrix_entropy``) and losses (``token_losses``): spectra share <= 5%;
+(b) the paper's reference pipeline re-implemented from its definitions (per text: base-model
+    forward in float32 at batch 1, d x d covariance of the centred, row-normalised states,
+    float32 ``torch.svd``, for M1 and M0) on the same texts: spectra >= 100x faster, whole
+    per-text cost >= 3x lower; entropies must agree with ours;
+(c) harness wall time of each standard local task (``hf``) vs its erank counterpart
+    (``hf-erank``), same model, batch size and docs, model loading excluded: <= 2.2x;
+(d) building the random twin M0 vs loading M1 from local disk: build <= load;
+(e) ``batch_size=auto`` serves erank requests (the chosen size and the agreement with a
+    fixed batch size are reported).
+
+Models are built from configs (no downloads), saved to a temporary directory and loaded with
+``pretrained=<dir>`` as a user would. Texts are the gold texts of the erank tasks on real
+PIQA / OpenBookQA / WinoGrande docs when /work/shared/data/hf_schema holds them.
+
+    python scripts/bench.py [--shape small|gpt2-small|opt-1.3b] [--docs N] [--batch-size B]
+                            [--device cpu|cuda] [--out bench.json]
+
+Instrumentation note: the library exposes no timing hooks, so stages are timed by wrapping
+``lm_eval_erank.representations.matrix_entropy`` / ``token_losses`` and the LM instances'
+``loglikelihood`` / ``erank`` methods for the duration of a measurement (restored after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import torch  # noqa: E402
+
+DATA = Path("/work/shared/data")
+HF_SCHEMA_FILES = {
+    "piqa": "piqa_validation.jsonl",
+    "openbookqa": "openbookqa_test.jsonl",
+    "winogrande": "winogrande_validation.jsonl",
+}
+TASKS = ("piqa", "openbookqa", "winogrande")
+# Lower bound of erank/standard wall time: the standard task's forwards (one per choice)
+# plus the two forwards (M1, M0) of the gold text.
+HARNESS_FLOOR = {"piqa": 2.0, "openbookqa": 1.5, "winogrande": 2.0}
+TARGETS = {"spectra_share_max": 0.05, "harness_ratio_max": 2.2, "spectra_speedup_min": 100.0,
+           "per_text_speedup_min": 3.0, "build_over_load_max": 1.0}
+M1_SEED, M0_SEED = 0, 1234
+TASK_PREFIX = "bench"
+TOKENIZER_VOCAB = 8192
+# name -> (architecture, config keyword arguments); vocab None = the tokenizer's size.
+SHAPES = {
+    "small": ("gpt2", {"n_embd": 256, "n_layer": 4, "n_head": 4, "n_positions": 1024, "vocab_size": None}),
+    "gpt2-small": ("gpt2", {"n_embd": 768, "n_layer": 12, "n_head": 12, "n_positions": 1024, "vocab_size": 50257}),
+    "opt-1.3b": ("opt", {"hidden_size": 2048, "num_hidden_layers": 24, "num_attention_heads": 32, "ffn_dim": 8192,
+                         "word_embed_proj_dim": 2048, "max_position_embeddings": 2048, "vocab_size": 50272}),
+}
+
+
+# ---- setup: data, tokenizer, model, LM instances ---------------------------------------------
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; device-dependent defaults (dtype, batch size) are filled in."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", default="small", choices=sorted(SHAPES))
+    parser.add_argument("--docs", type=int, default=200, help="docs per task (first N of each data file)")
+    parser.add_argument("--batch-size", type=int, default=None, help="harness batch size (default 16 cpu, 32 cuda)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                        help="model dtype in the harness (default float32 cpu, bfloat16 cuda)")
+    parser.add_argument("--ref-texts", type=int, default=None,
+                        help="texts for the reference pipeline, evenly spaced over all texts (default all)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of the M0-build vs load timing")
+    parser.add_argument("--auto-docs", type=int, default=8, help="docs for the batch_size=auto check")
+    parser.add_argument("--out", default="bench.json")
+    args = parser.parse_args(argv)
+    args.batch_size = args.batch_size or (32 if args.device == "cuda" else 16)
+    args.dtype = args.dtype or ("bfloat16" if args.device == "cuda" else "float32")
+    return args
+
+
+def load_rows(docs: int) -> dict[str, list[dict]] | None:
+    """First ``docs`` rows of each real data file (hub schemas), or None if any file is missing."""
+    paths = {name: DATA / "hf_schema" / file for name, file in HF_SCHEMA_FILES.items()}
+    if not all(p.is_file() for p in paths.values()):
+        return None
+    rows = {}
+    for name, path in paths.items():
+        with path.open(encoding="utf-8") as handle:
+            rows[name] = [json.loads(line) for _, line in zip(range(docs), handle)]
+    return rows
+
+
+def tokenizer_corpus() -> tuple[list[str], str]:
+    """Prose to train the tokenizer on (Tiny Shakespeare paragraphs, else the example texts)."""
+    from lm_eval_erank import example
+
+    path = DATA / "tinyshakespeare" / "input.txt"
+    if path.is_file():
+        return [p for p in path.read_text(encoding="utf-8").split("\n\n") if p.strip()], str(path)
+    return example.gold_texts(), "lm_eval_erank.example.gold_texts()"
+
+
+def build_model_dir(shape: str, directory: Path, dtype: torch.dtype) -> dict:
+    """Train a tokenizer, build an untrained model of ``shape`` from its config (seeded) and save
+    both to ``directory``. Returns a description (parameters, vocab, corpus)."""
+    from transformers import AutoModelForCausalLM, GPT2Config, OPTConfig
+
+    from lm_eval_erank import example
+
+    arch, config_kwargs = SHAPES[shape]
+    corpus, source = tokenizer_corpus()
+    tokenizer = example.train_tokenizer(corpus, directory / "tokenizer", add_bos=arch == "opt", vocab_size=TOKENIZER_VOCAB)
+    config_kwargs = dict(config_kwargs, vocab_size=config_kwargs["vocab_size"] or len(tokenizer))
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}
+    config = (GPT2Config if arch == "gpt2" else OPTConfig)(**config_kwargs, **ids)
+    torch.manual_seed(M1_SEED)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.save_pretrained(directory / "model")
+    tokenizer.save_pretrained(directory / "model")
+    info = {"arch": arch, "config": config_kwargs, "parameters": sum(p.numel() for p in model.parameters()),
+            "tokenizer_vocab": len(tokenizer), "tokenizer_corpus": source}
+    del model
+    gc.collect()
+    return info
+
+
+def make_lm(kind: str, model_dir: Path, args: argparse.Namespace, batch_size: int | str):
+    """An ``hf`` (HFLM) or ``hf-erank`` (ErankHFLM) instance loaded from ``model_dir``."""
+    from lm_eval.models.huggingface import HFLM
+
+    from lm_eval_erank.model import ErankHFLM
+
+    common = {"pretrained": str(model_dir), "device": args.device, "dtype": args.dtype, "batch_size": batch_size}
+    return HFLM(**common) if kind == "hf" else ErankHFLM(**common, m0_seed=M0_SEED)
+
+
+def gold_token_ids(lm, task_manager) -> tuple[list[list[int]], list[str]]:
+    """Token ids of every erank request the three local erank tasks send, as the model tokenises
+    them, and the task of each text (piqa texts first, then openbookqa, then winogrande)."""
+    from lm_eval.tasks import get_task_dict
+
+    names = [f"{TASK_PREFIX}_erank_{t}" for t in TASKS]
+    tasks = get_task_dict(names, task_manager)
+    token_ids, owners = [], []
+    for name, task in zip(TASKS, (tasks[n] for n in names)):
+        for doc in task.eval_docs:
+            token_ids.append(lm.erank_token_ids(task.erank_text(doc))[0])
+            owners.append(name)
+    return token_ids, owners
+
+
+# ---- timing instruments -----------------------------------------------------------------------
+
+def sync(device: torch.device) -> None:
+    """Wait for queued accelerator work so wall-clock timings are complete."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def timed_attributes(owner, names: tuple[str, ...], device: torch.device):
+    """Temporarily wrap ``owner.<name>`` callables to accumulate their wall time (seconds) into
+    the yielded dict; module globals and instance methods both work. Restored on exit."""
+    spent = {name: 0.0 for name in names}
+    originals = {name: getattr(owner, name) for name in names}
+    in_instance = {name: name in vars(owner) for name in names}  # else a class attribute: delete ours
+
+    def wrap(name, fn):
+        def timed(*a, **k):
+            sync(device)
+            start = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                sync(device)
+                spent[name] += time.perf_counter() - start
+        return timed
+
+    for name, fn in originals.items():
+        setattr(owner, name, wrap(name, fn))
+    try:
+        yield spent
+    finally:
+        for name, fn in originals.items():
+            if in_instance[name]:
+                setattr(owner, name, fn)
+            else:
+                delattr(owner, name)
+
+
+def without_entropies(timing: dict) -> dict:
+    """A timing dict without its per-text entropy lists (kept out of the report)."""
+    return {k: v for k, v in timing.items() if not k.startswith("entropy_")}
+
+
+def evenly_spaced(n: int, k: int | None) -> list[int]:
+    """``k`` indices spread evenly over range(n) (all of them when k is None or >= n)."""
+    if k is None or k >= n:
+        return list(range(n))
+    return [i * n // k for i in range(k)]
+
+
+# ---- (a) our pipeline --------------------------------------------------------------------------
+
+def time_pipeline(lm, token_ids: list[list[int]], batch_size: int) -> dict:
+    """``text_statistics`` for M1 then M0 over ``token_ids`` at ``batch_size``, split into
+    spectra, losses and the rest (forward, padding, bookkeeping). Includes the entropies."""
+    from lm_eval_erank import representations
+
+    device = lm.model.device
+    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    for model in (lm.model, lm.m0):  # first-call overheads (allocator, kernels) out of the timing
+        representations.text_statistics(model, token_ids[:batch_size], batch_size, pad_id)
+    with timed_attributes(representations, ("matrix_entropy", "token_losses"), device) as spent:
+        sync(device)
+        start = time.perf_counter()
+        stats = {name: representations.text_statistics(model, token_ids, batch_size, pad_id)
+                 for name, model in (("M1", lm.model), ("M0", lm.m0))}
+        sync(device)
+        total = time.perf_counter() - start
+    n = len(token_ids)
+    return {
+        "texts": n, "batch_size": batch_size, "total_s": total,
+        "spectra_s": spent["matrix_entropy"], "losses_s": spent["token_losses"],
+        "forward_s": total - spent["matrix_entropy"] - spent["token_losses"],
+        "per_text_ms": 1e3 * total / n, "spectra_per_text_ms": 1e3 * spent["matrix_entropy"] / n,
+        "forward_per_text_ms": 1e3 * (total - spent["matrix_entropy"] - spent["token_losses"]) / n,
+        "spectra_share": spent["matrix_entropy"] / total,
+        "entropy_m1": stats["M1"].entropy.tolist(), "entropy_m0": stats["M0"].entropy.tolist(),
+    }
+
+
+# ---- (b) the paper's reference pipeline ---------------------------------------------------------
+
+def reference_entropy(states: torch.Tensor) -> float:
+    """Matrix entropy as the reference computes it: centre the rows, L2-normalise them,
+    Sigma = Z^T Z / N (d x d), float32 ``torch.svd`` of Sigma / trace, -nansum(s log s)."""
+    centred = states - states.mean(dim=0)
+    z = centred / torch.linalg.vector_norm(centred, dim=1, keepdim=True)
+    z = torch.nn.functional.normalize(z, dim=1)
+    sigma = z.T @ z / z.shape[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.svd is deprecated; the reference uses it
+        singular = torch.svd(sigma / torch.trace(sigma))[1]
+    return -(singular * torch.log(singular)).nansum().item()
+
+
+def float32_base(model: torch.nn.Module) -> torch.nn.Module:
+    """The base model (``AutoModel`` part, the LM head's input as output) in float32."""
+    base = model.base_model
+    return base if base.dtype == torch.float32 else copy.deepcopy(base).float()
+
+
+@torch.no_grad()
+def time_reference(lm, token_ids: list[list[int]]) -> dict:
+    """Reference pipeline per text, for M1 then M0: float32 base-model forward at batch 1, then
+    the d x d float32 SVD spectrum. Returns forward / spectra time and the entropies."""
+    device = lm.model.device
+    bases = {"M1": float32_base(lm.model), "M0": float32_base(lm.m0)}
+    spent = {"forward_s": 0.0, "spectra_s": 0.0}
+    entropies = {"M1": [], "M0": []}
+    for name, base in bases.items():
+        reference_entropy(base(input_ids=torch.tensor([token_ids[0]], device=device)).last_hidden_state[0])  # warm-up
+        for ids in token_ids:
+            sync(device)
+            start = time.perf_counter()
+            states = base(input_ids=torch.tensor([ids], device=device)).last_hidden_state[0]
+            sync(device)
+            middle = time.perf_counter()
+            entropies[name].append(reference_entropy(states))
+            spent["forward_s"] += middle - start
+            spent["spectra_s"] += time.perf_counter() - middle
+    n = len(token_ids)
+    total = spent["forward_s"] + spent["spectra_s"]
+    return {"texts": n, **spent, "total_s": total, "per_text_ms": 1e3 * total / n,
+            "spectra_per_text_ms": 1e3 * spent["spectra_s"] / n, "forward_per_text_ms": 1e3 * spent["forward_s"] / n,
+            "spectra_share": spent["spectra_s"] / total,
+            "entropy_m1": entropies["M1"], "entropy_m0": entropies["M0"]}
+
+
+def compare_with_reference(ours: dict, reference: dict, indices: list[int]) -> dict:
+    """Ratios of per-text costs and the agreement of the entropies and Diff-eRank on ``indices``
+    (``ours`` covers every text, ``reference`` the texts at ``indices``)."""
+    from lm_eval_erank.spectral import dataset_erank
+
+    diffs, diff_erank = [], {}
+    for model in ("m1", "m0"):
+        our_h = [ours[f"entropy_{model}"][i] for i in indices]
+        ref_h = reference[f"entropy_{model}"]
+        diffs += [abs(a - b) for a, b in zip(our_h, ref_h) if math.isfinite(a) and math.isfinite(b)]
+        diff_erank[model] = (dataset_erank(our_h), dataset_erank(ref_h))
+    return {
+        "max_abs_entropy_diff": max(diffs),
+        "diff_erank_ours": diff_erank["m0"][0] - diff_erank["m1"][0],
+        "diff_erank_reference": diff_erank["m0"][1] - diff_erank["m1"][1],
+    }
+
+
+# ---- (c) the harness ----------------------------------------------------------------------------
+
+def evaluate(lm, task: str, task_manager, limit: int | None = None) -> tuple[float, dict, dict]:
+    """``simple_evaluate`` of one task with an already-built LM instance (no model loading).
+
+    Returns the wall time, the task's metrics and the time spent inside each request type
+    (and, for erank requests, inside the spectra and losses)."""
+    import lm_eval
+
+    from lm_eval_erank import representations
+
+    device = lm.model.device
+    methods = ("loglikelihood", "erank") if hasattr(lm, "m0") else ("loglikelihood",)
+    with timed_attributes(lm, methods, device) as requests, \
+            timed_attributes(representations, ("matrix_entropy", "token_losses"), device) as stages:
+        start = time.perf_counter()
+        out = lm_eval.simple_evaluate(model=lm, tasks=[task], task_manager=task_manager, limit=limit,
+                                      log_samples=False, verbosity="ERROR")
+        wall = time.perf_counter() - start
+    return wall, out["results"][task], {**{f"{k}_s": v for k, v in requests.items()},
+                                        "erank_spectra_s": stages["matrix_entropy"],
+                                        "erank_losses_s": stages["token_losses"]}
+
+
+def time_harness(hf_lm, erank_lm, task_manager) -> dict:
+    """Wall time of each standard local task (``hf``) and its erank counterpart (``hf-erank``),
+    interleaved, after a warm-up of both on 4 docs (dataset caches, first-call overheads)."""
+    for name in TASKS:
+        evaluate(hf_lm, f"{TASK_PREFIX}_{name}", task_manager, limit=4)
+        evaluate(erank_lm, f"{TASK_PREFIX}_erank_{name}", task_manager, limit=4)
+    rows = {}
+    for name in TASKS:
+        std_wall, std_metrics, std_req = evaluate(hf_lm, f"{TASK_PREFIX}_{name}", task_manager)
+        er_wall, er_metrics, er_req = evaluate(erank_lm, f"{TASK_PREFIX}_erank_{name}", task_manager)
+        rows[name] = {
+            "standard_wall_s": std_wall, "erank_wall_s": er_wall, "ratio": er_wall / std_wall,
+            "floor": HARNESS_FLOOR[name], "ratio_over_floor": er_wall / std_wall / HARNESS_FLOOR[name],
+            "standard_loglikelihood_s": std_req["loglikelihood_s"],
+            "erank_loglikelihood_s": er_req["loglikelihood_s"], "erank_requests_s": er_req["erank_s"],
+            "erank_spectra_s": er_req["erank_spectra_s"], "erank_losses_s": er_req["erank_losses_s"],
+            "erank_spectra_share": er_req["erank_spectra_s"] / er_req["erank_s"],
+            "erank_other_s": er_wall - er_req["erank_s"] - er_req["loglikelihood_s"],
+            "standard_other_s": std_wall - std_req["loglikelihood_s"],
+            "acc_standard": std_metrics.get("acc,none"), "acc_erank": er_metrics.get("acc,none"),
+            "diff_erank": er_metrics.get("diff_erank,none"),
+        }
+    return rows
+
+
+# ---- (d) building M0 vs loading M1 ---------------------------------------------------------------
+
+def time_twin_build(erank_lm, model_dir: Path, args: argparse.Namespace) -> dict:
+    """Median of ``args.repeats`` builds of M0 (``build_random_twin``) and of loads of M1
+    (``AutoModelForCausalLM.from_pretrained(dir)`` onto the device, after one warm-up load, so
+    the files are in the page cache); also checks that two builds with one seed are identical
+    and land on the model's device."""
+    from transformers import AutoModelForCausalLM
+
+    from lm_eval_erank.twin import build_random_twin
+
+    device = erank_lm.model.device
+    dtype = getattr(torch, args.dtype)
+
+    def build():
+        return build_random_twin(erank_lm.model, M0_SEED)
+
+    def load():
+        return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, device_map=str(device))
+
+    def median_seconds(fn) -> float:
+        times = []
+        for _ in range(args.repeats):
+            sync(device)
+            start = time.perf_counter()
+            model = fn()
+            sync(device)
+            times.append(time.perf_counter() - start)
+            del model
+            gc.collect()
+        return statistics.median(times)
+
+    median_seconds(load)  # warm-up: imports and page cache
+    build_s, load_s = median_seconds(build), median_seconds(load)
+    first, second = build(), build()
+    reproducible = all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    on_device = all(p.device == device for p in first.parameters())
+    same_as_harness = all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), erank_lm.m0.state_dict().values()))
+    return {"build_s": build_s, "load_s": load_s, "build_over_load": build_s / load_s, "repeats": args.repeats,
+            "reproducible": reproducible and same_as_harness, "built_on_device": on_device}
+
+
+# ---- (e) batch_size=auto ---------------------------------------------------------------------------
+
+def check_auto_batch(model_dir: Path, args: argparse.Namespace, erank_lm, task_manager) -> dict:
+    """Run ``erank_piqa`` on a few docs with ``batch_size=auto`` and compare its eRank metrics with
+    the fixed-batch instance on the same docs."""
+    auto_lm = make_lm("hf-erank", model_dir, args, "auto")
+    task = f"{TASK_PREFIX}_erank_piqa"
+    try:
+        wall, auto_metrics, _ = evaluate(auto_lm, task, task_manager, limit=args.auto_docs)
+        _, fixed_metrics, _ = evaluate(erank_lm, task, task_manager, limit=args.auto_docs)
+        chosen = auto_lm.batch_sizes.get("erank")
+    finally:
+        del auto_lm
+        gc.collect()
+    keys = ("erank_m1,none", "erank_m0,none", "diff_erank,none", "acc,none")
+    return {"docs": args.auto_docs, "works": chosen is not None, "chosen_batch_size": chosen, "wall_s": wall,
+            "max_abs_metric_diff_vs_fixed": max(abs(auto_metrics[k] - fixed_metrics[k]) for k in keys),
+            "diff_erank": auto_metrics["diff_erank,none"]}
+
+
+# ---- report ----------------------------------------------------------------------------------------
+
+def machine_info(args: argparse.Namespace) -> dict:
+    """Platform, CPU count, library versions, device name and dtype."""
+    import lm_eval
+    import transformers
+
+    if args.device == "cuda":
+        device_name = torch.cuda.get_device_name(0)
+    else:
+        cpuinfo = Path("/proc/cpuinfo")
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("model name")] if cpuinfo.is_file() else []
+        device_name = models[0] if models else platform.processor() or platform.machine()
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "lm_eval": lm_eval.__version__,
+            "device": args.device, "device_name": device_name, "dtype": args.dtype}
+
+
+def verdicts(report: dict) -> dict:
+    """Each requirement's figure against its target (True = met)."""
+    ours, ref, twin = report["ours_all_texts"], report["reference"], report["twin"]
+    harness = report["harness"]
+    return {
+        "1_spectra_share_ours": ours["spectra_share"] <= TARGETS["spectra_share_max"],
+        "1_spectra_share_in_harness": all(r["erank_spectra_share"] <= TARGETS["spectra_share_max"] for r in harness.values()),
+        **{f"2_harness_ratio_{name}": r["ratio"] <= TARGETS["harness_ratio_max"] for name, r in harness.items()},
+        "3_spectra_speedup": ref["spectra_speedup"] >= TARGETS["spectra_speedup_min"],
+        "3_per_text_speedup": ref["per_text_speedup"] >= TARGETS["per_text_speedup_min"],
+        "4_build_not_slower_than_load": twin["build_over_load"] <= TARGETS["build_over_load_max"],
+        "4_reproducible_on_device": twin["reproducible"] and twin["built_on_device"],
+        "6_auto_batch": report["auto_batch"]["works"],
+    }
+
+
+def print_table(report: dict) -> None:
+    """The figures as a readable plain-text table."""
+    m, ours, ref = report["machine"], report["ours_all_texts"], report["reference"]
+    sub, cmp_ = ref["ours_same_texts"], ref["agreement"]
+    lines = [
+        f"machine: {m['device_name']} ({m['device']}, {m['cpu_count']} CPUs, {m['torch_threads']} torch threads), "
+        f"torch {m['torch']}, transformers {m['transformers']}, lm-eval {m['lm_eval']}, dtype {m['dtype']}",
+        f"model: {report['shape']} ({report['model']['parameters'] / 1e6:.1f}M parameters), "
+        f"texts: {ours['texts']} ({report['docs_source']}, {report['docs']} docs/task), "
+        f"mean {report['mean_tokens']:.1f} tokens, batch {report['batch_size']}",
+        "",
+        "(a) our pipeline, M1 + M0, per text          total   forward*   spectra   losses   spectra share",
+        f"    all texts                              {ours['per_text_ms']:8.3f} {ours['forward_per_text_ms']:9.3f} "
+        f"{ours['spectra_per_text_ms']:9.4f} {1e3 * ours['losses_s'] / ours['texts']:8.3f}   "
+        f"{100 * ours['spectra_share']:6.2f}%  (target <= 5%)",
+        "    * forward = total - spectra - losses (includes padding and bookkeeping); times in ms",
+        "",
+        f"(b) reference pipeline on {ref['texts']} texts, per text (ms)  total   forward   spectra",
+        f"    reference (fp32, batch 1, d x d svd)    {ref['per_text_ms']:9.3f} {ref['forward_per_text_ms']:9.3f} "
+        f"{ref['spectra_per_text_ms']:9.3f}   (spectra {100 * ref['spectra_share']:.1f}% of its time)",
+        f"    ours on the same texts                  {sub['per_text_ms']:9.3f} {sub['forward_per_text_ms']:9.3f} "
+        f"{sub['spectra_per_text_ms']:9.4f}",
+        f"    spectra speed-up {ref['spectra_speedup']:.1f}x (target >= 100x); "
+        f"whole per-text speed-up {ref['per_text_speedup']:.2f}x (target >= 3x)",
+        f"    max |H_ours - H_ref| = {cmp_['max_abs_entropy_diff']:.2e} nats; Diff-eRank ours "
+        f"{cmp_['diff_erank_ours']:.4f} vs reference {cmp_['diff_erank_reference']:.4f}",
+        "",
+        "(c) harness wall time (s)    standard   erank   ratio  floor  ratio/floor | erank req  spectra  ll(erank)  other(erank/std)",
+    ]
+    for name, r in report["harness"].items():
+        lines.append(
+            f"    {name:<22} {r['standard_wall_s']:9.2f} {r['erank_wall_s']:7.2f} {r['ratio']:6.2f}x "
+            f"{r['floor']:5.1f}x {r['ratio_over_floor']:8.2f}    | {r['erank_requests_s']:8.2f} "
+            f"{100 * r['erank_spectra_share']:6.2f}% {r['erank_loglikelihood_s']:8.2f}   "
+            f"{r['erank_other_s']:5.2f}/{r['standard_other_s']:.2f}"
+        )
+    lines.append("    target: ratio <= 2.2x; 'spectra' = share of the erank requests' time")
+    twin, auto = report["twin"], report["auto_batch"]
+    lines += [
+        "",
+        f"(d) build M0 {twin['build_s']:.3f} s vs load M1 from disk {twin['load_s']:.3f} s "
+        f"(median of {twin['repeats']}): {twin['build_over_load']:.2f}x (target <= 1); "
+        f"reproducible {twin['reproducible']}, built on device {twin['built_on_device']}",
+        f"(e) batch_size=auto on {auto['docs']} erank_piqa docs: works {auto['works']}, chosen erank batch "
+        f"{auto['chosen_batch_size']}, max |metric diff| vs fixed batch {auto['max_abs_metric_diff_vs_fixed']:.2e}",
+        "",
+        "verdicts: " + ", ".join(f"{k} {'PASS' if v else 'MISS'}" for k, v in report["verdicts"].items()),
+        f"script wall time: {report['script_wall_s']:.1f} s",
+    ]
+    print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build everything, run (a)-(e), print the table and write the JSON report."""
+    started = time.perf_counter()
+    args = parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: no CUDA device available")
+    from lm_eval.tasks import TaskManager
+
+    from lm_eval_erank import example
+    from lm_eval_erank.plugin import register
+
+    register()
+    report: dict = {"shape": args.shape, "docs": args.docs, "batch_size": args.batch_size, "machine": machine_info(args)}
+    with tempfile.TemporaryDirectory(prefix="erank-bench-") as tmp:
+        tmp = Path(tmp)
+        rows = load_rows(args.docs)
+        report["docs_source"] = "hf_schema files" if rows else "example docs"
+        example.write_local_tasks(tmp / "tasks", prefix=TASK_PREFIX, rows_override=rows)
+        task_manager = TaskManager(include_path=str(tmp / "tasks"))
+        report["model"] = build_model_dir(args.shape, tmp, getattr(torch, args.dtype))
+        model_dir = tmp / "model"
+        hf_lm = make_lm("hf", model_dir, args, args.batch_size)
+        erank_lm = make_lm("hf-erank", model_dir, args, args.batch_size)
+
+        token_ids, owners = gold_token_ids(erank_lm, task_manager)
+        report["mean_tokens"] = statistics.mean(len(t) for t in token_ids)
+        report["texts_per_task"] = {t: owners.count(t) for t in TASKS}
+        print(f"[bench] {len(token_ids)} texts; timing our pipeline", flush=True)
+        ours = time_pipeline(erank_lm, token_ids, args.batch_size)
+        report["ours_all_texts"] = without_entropies(ours)
+
+        indices = evenly_spaced(len(token_ids), args.ref_texts)
+        subset = [token_ids[i] for i in indices]
+        print(f"[bench] timing the reference pipeline on {len(subset)} texts", flush=True)
+        reference = time_reference(erank_lm, subset)
+        ours_same = ours if len(subset) == len(token_ids) else time_pipeline(erank_lm, subset, args.batch_size)
+        report["reference"] = {
+            **without_entropies(reference), "ours_same_texts": without_entropies(ours_same),
+            "spectra_speedup": reference["spectra_s"] / ours_same["spectra_s"],
+            "per_text_speedup": reference["total_s"] / ours_same["total_s"],
+            "agreement": compare_with_reference(ours, reference, indices),
+        }
+
+        print("[bench] timing the harness (standard vs erank tasks)", flush=True)
+        report["harness"] = time_harness(hf_lm, erank_lm, task_manager)
+        print("[bench] timing M0 build vs M1 load", flush=True)
+        report["twin"] = time_twin_build(erank_lm, model_dir, args)
+        print("[bench] checking batch_size=auto", flush=True)
+        report["auto_batch"] = check_auto_batch(model_dir, args, erank_lm, task_manager)
+    report["verdicts"] = verdicts(report)
+    report["targets"] = TARGETS
+    report["script_wall_s"] = time.perf_counter() - started
+    print()
+    print_table(report)
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Tests of lm_eval_erank.aggregation against direct NumPy formulas and the delta method."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lm_eval_erank import aggregation as agg
+
+
+def positive_values(seed: int, n: int, log_mean: float = 2.0, log_std: float = 0.4) -> list[float]:
+    return np.exp(np.random.default_rng(seed).normal(log_mean, log_std, size=n)).tolist()
+
+
+def correlated_pairs(seed: int, n: int, rho: float = 0.9) -> list[tuple[float, float]]:
+    """(a_i, b_i) with log a ~ N(log 30, 0.3), log b ~ N(log 20, 0.25), corr(log a, log b) = rho."""
+    rng = np.random.default_rng(seed)
+    u, v = rng.standard_normal((2, n))
+    la = math.log(30.0) + 0.3 * u
+    lb = math.log(20.0) + 0.25 * (rho * u + math.sqrt(1 - rho**2) * v)
+    return list(zip(np.exp(la).tolist(), np.exp(lb).tolist()))
+
+
+def with_nones(items: list, seed: int, k: int) -> list:
+    """items with k Nones inserted at random positions (order of the items preserved)."""
+    out = list(items)
+    rng = np.random.default_rng(seed)
+    for _ in range(k):
+        out.insert(int(rng.integers(0, len(out) + 1)), None)
+    return out
+
+
+# ------------------------------------------------------------------ point estimates
+
+
+@pytest.mark.parametrize("seed,n", [(0, 1), (1, 2), (2, 7), (3, 100)])
+def test_geometric_mean_matches_numpy(seed, n):
+    x = positive_values(seed, n)
+    expected = float(np.exp(np.mean(np.log(x))))
+    assert agg.geometric_mean(x) == pytest.approx(expected, rel=1e-12)
+    assert agg.geometric_mean(with_nones(x, seed, 5)) == pytest.approx(expected, rel=1e-12)
+    assert isinstance(agg.geometric_mean(x), float)
+
+
+def test_geometric_mean_hand_values():
+    assert agg.geometric_mean([1.0, 4.0]) == pytest.approx(2.0, rel=1e-15)
+    assert agg.geometric_mean([2.0, None, 8.0, 4.0]) == pytest.approx(4.0, rel=1e-15)
+    assert agg.geometric_mean([5.0]) == pytest.approx(5.0, rel=1e-15)
+
+
+@pytest.mark.parametrize("seed,n", [(0, 1), (1, 2), (2, 7), (3, 100)])
+def test_arithmetic_mean_matches_numpy(seed, n):
+    x = np.random.default_rng(seed).normal(3.0, 2.0, size=n).tolist()
+    expected = float(np.mean(x))
+    assert agg.arithmetic_mean(x) == pytest.approx(expected, rel=1e-12)
+    assert agg.arithmetic_mean(with_nones(x, seed, 4)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_arithmetic_mean_hand_values():
+    assert agg.arithmetic_mean([1.0, None, 2.0, 6.0]) == pytest.approx(3.0, rel=1e-15)
+    assert agg.arithmetic_mean([-1.5]) == pytest.approx(-1.5, rel=1e-15)
+
+
+@pytest.mark.parametrize("seed,n", [(0, 1), (1, 3), (2, 50)])
+def test_difference_of_geometric_means_matches_numpy(seed, n):
+    pairs = correlated_pairs(seed, n)
+    a = np.array([p[0] for p in pairs])
+    b = np.array([p[1] for p in pairs])
+    expected = float(np.exp(np.log(a).mean()) - np.exp(np.log(b).mean()))
+    assert agg.difference_of_geometric_means(pairs) == pytest.approx(expected, rel=1e-12)
+    assert agg.difference_of_geometric_means(with_nones(pairs, seed, 3)) == pytest.approx(expected, rel=1e-12)
+    # lists (as JSON round-trips them) work as well as tuples
+    assert agg.difference_of_geometric_means([list(p) for p in pairs]) == pytest.approx(expected, rel=1e-12)
+
+
+def test_difference_of_geometric_means_hand_values():
+    # gm(1, 4) - gm(1, 1) = 2 - 1; order within the pair matters (a minus b)
+    assert agg.difference_of_geometric_means([(1.0, 1.0), (4.0, 1.0)]) == pytest.approx(1.0, rel=1e-15)
+    assert agg.difference_of_geometric_means([(1.0, 1.0), (1.0, 4.0)]) == pytest.approx(-1.0, rel=1e-15)
+    # pairing is by position of the pair, not a difference of per-item differences
+    assert agg.difference_of_geometric_means([(2.0, 1.0), None, (8.0, 9.0)]) == pytest.approx(4.0 - 3.0, rel=1e-15)
+
+
+@pytest.mark.parametrize("fn", [agg.geometric_mean, agg.arithmetic_mean, agg.difference_of_geometric_means])
+@pytest.mark.parametrize("items", [[], [None], [None, None, None]])
+def test_all_excluded_returns_none(fn, items):
+    assert fn(items) is None
+
+
+def test_count():
+    assert agg.count([1, 0, 1, None, 1, 0]) == 3.0
+    assert agg.count([None, None]) == 0.0
+    assert agg.count([]) == 0.0
+    assert agg.count([0, 0, 0]) == 0.0
+    assert agg.count([True, False, True]) == 2.0
+    assert isinstance(agg.count([1, 1]), float)
+    assert agg.count_stderr([1, 0, 1]) == 0.0
+
+
+def test_present():
+    assert agg.present([1.0, None, 0.0, None, (2.0, 3.0)]) == [1.0, 0.0, (2.0, 3.0)]
+
+
+# ------------------------------------------------------------------ closed-form stderr
+
+
+@pytest.mark.parametrize("seed,n", [(0, 2), (1, 3), (2, 40), (3, 500)])
+def test_arithmetic_mean_stderr_matches_numpy(seed, n):
+    x = np.random.default_rng(seed).normal(0.0, 3.0, size=n)
+    expected = float(np.std(x, ddof=1) / np.sqrt(n))
+    assert agg.arithmetic_mean_stderr(x.tolist()) == pytest.approx(expected, rel=1e-12)
+    assert agg.arithmetic_mean_stderr(with_nones(x.tolist(), seed, 6)) == pytest.approx(expected, rel=1e-12)
+    # iters is accepted (lm-eval passes it) and ignored for the closed form
+    assert agg.arithmetic_mean_stderr(x.tolist(), iters=100) == pytest.approx(expected, rel=1e-12)
+
+
+def test_arithmetic_mean_stderr_hand_value():
+    # [1, 3]: sample std sqrt(2), n = 2 -> 1
+    assert agg.arithmetic_mean_stderr([1.0, None, 3.0]) == pytest.approx(1.0, rel=1e-15)
+
+
+@pytest.mark.parametrize("items", [[], [None], [2.0], [2.0, None, None]])
+def test_arithmetic_mean_stderr_na_with_fewer_than_two(items):
+    assert agg.arithmetic_mean_stderr(items) == "N/A"
+
+
+# ------------------------------------------------------------------ bootstrap stderr
+
+N_SAMPLES = 500
+ITERS = 2000
+
+
+def delta_se_geometric_mean(x) -> float:
+    logs = np.log(np.asarray(x, dtype=np.float64))
+    g = np.exp(logs.mean())
+    return float(g * logs.std(ddof=1) / np.sqrt(len(logs)))
+
+
+def delta_se_difference(pairs, paired: bool = True) -> float:
+    logs = np.log(np.asarray(pairs, dtype=np.float64))
+    ga, gb = np.exp(logs.mean(axis=0))
+    cov = np.cov(logs[:, 0], logs[:, 1], ddof=1)
+    var = ga**2 * cov[0, 0] + gb**2 * cov[1, 1]
+    if paired:
+        var -= 2 * ga * gb * cov[0, 1]
+    return float(np.sqrt(var / len(logs)))
+
+
+@pytest.fixture(scope="module")
+def gm_sample():
+    return positive_values(42, N_SAMPLES, log_mean=2.0, log_std=0.4)
+
+
+@pytest.fixture(scope="module")
+def pair_sample():
+    return correlated_pairs(43, N_SAMPLES, rho=0.9)
+
+
+def test_geometric_mean_stderr_deterministic_positive_and_near_delta_method(gm_sample):
+    first = agg.geometric_mean_stderr(gm_sample, iters=ITERS)
+    second = agg.geometric_mean_stderr(list(gm_sample), iters=ITERS)
+    assert isinstance(first, float)
+    assert first == second
+    assert first > 0
+    delta = delta_se_geometric_mean(gm_sample)
+    assert first == pytest.approx(delta, rel=0.10)
+
+
+def test_geometric_mean_stderr_skips_none(gm_sample):
+    small = gm_sample[:60]
+    assert agg.geometric_mean_stderr(with_nones(small, 1, 10), iters=300) == agg.geometric_mean_stderr(
+        small, iters=300
+    )
+
+
+def test_geometric_mean_stderr_scales_with_data():
+    # the geometric mean is homogeneous of degree 1, so is its bootstrap stderr (same resamples)
+    x = positive_values(7, 80)
+    base = agg.geometric_mean_stderr(x, iters=500)
+    scaled = agg.geometric_mean_stderr([3.0 * v for v in x], iters=500)
+    assert scaled == pytest.approx(3.0 * base, rel=1e-10)
+
+
+def test_difference_stderr_deterministic_positive_and_near_delta_method(pair_sample):
+    first = agg.difference_of_geometric_means_stderr(pair_sample, iters=ITERS)
+    second = agg.difference_of_geometric_means_stderr(list(pair_sample), iters=ITERS)
+    assert isinstance(first, float)
+    assert first == second
+    assert first > 0
+    paired = delta_se_difference(pair_sample, paired=True)
+    assert first == pytest.approx(paired, rel=0.10)
+    # the data are strongly correlated, so an unpaired bootstrap would be far off: this
+    # makes the comparison above a real check of the pairing
+    unpaired = delta_se_difference(pair_sample, paired=False)
+    assert unpaired > 1.5 * paired
+    assert abs(first - unpaired) > 0.3 * unpaired
+
+
+def test_difference_stderr_skips_none(pair_sample):
+    small = pair_sample[:60]
+    assert agg.difference_of_geometric_means_stderr(
+        with_nones(small, 2, 10), iters=300
+    ) == agg.difference_of_geometric_means_stderr(small, iters=300)
+
+
+def test_difference_stderr_of_identical_pairs_is_zero():
+    # a_i == b_i for every i: every resample has difference 0
+    x = positive_values(8, 50)
+    assert agg.difference_of_geometric_means_stderr([(v, v) for v in x], iters=200) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bootstrap_chunking_consistent_near_chunk_boundary(gm_sample):
+    # iters not a multiple of the internal chunk size still gives a sensible estimate
+    delta = delta_se_geometric_mean(gm_sample)
+    for iters in (999, 1001, 2500):
+        se = agg.geometric_mean_stderr(gm_sample, iters=iters)
+        assert se == pytest.approx(delta, rel=0.15)
+
+
+@pytest.mark.parametrize("items", [[], [None], [3.0], [None, 3.0, None]])
+def test_geometric_mean_stderr_na_with_fewer_than_two(items):
+    assert agg.geometric_mean_stderr(items, iters=100) == "N/A"
+
+
+@pytest.mark.parametrize("items", [[], [None], [(3.0, 2.0)], [None, (3.0, 2.0), None]])
+def test_difference_stderr_na_with_fewer_than_two(items):
+    assert agg.difference_of_geometric_means_stderr(items, iters=100) == "N/A"
+
+
+@pytest.mark.parametrize("iters", [0, -1, -1000])
+def test_bootstrap_na_without_iterations(iters):
+    assert agg.geometric_mean_stderr([1.0, 2.0, 3.0], iters=iters) == "N/A"
+    assert agg.difference_of_geometric_means_stderr([(1.0, 2.0), (2.0, 3.0)], iters=iters) == "N/A"

@@ -1,0 +1,97 @@
+"""The hf-erank model in process: construction, seeding, erank responses, invariances."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from lm_eval.api.instance import Instance
+
+from lm_eval_erank import example
+from lm_eval_erank.model import ErankHFLM
+from lm_eval_erank.plugin import register
+
+
+def _requests(texts):
+    return [Instance("erank", {}, (t,), 0, metadata=("t", i, 1)) for i, t in enumerate(texts)]
+
+
+def _model(path, **kwargs):
+    register()
+    return ErankHFLM(pretrained=str(path), dtype="float32", device="cpu", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def gpt2(tiny_models):
+    return _model(tiny_models["gpt2"], batch_size=4, m0_seed=1234)
+
+
+def test_default_m0_seed_is_torch_seed(tiny_models):
+    torch.manual_seed(77)
+    lm = _model(tiny_models["gpt2"])
+    assert lm.m0_seed == 77
+    assert lm.get_model_info()["erank_m0_seed"] == 77
+
+
+def test_same_seed_same_results_other_seed_other_m0(tiny_models, gpt2):
+    texts = example.gold_texts()[:6]
+    again = _model(tiny_models["gpt2"], batch_size=4, m0_seed=1234)
+    assert gpt2.erank(_requests(texts)) == again.erank(_requests(texts))
+    other = _model(tiny_models["gpt2"], batch_size=4, m0_seed=1235)
+    a, b = gpt2.erank(_requests(texts)), other.erank(_requests(texts))
+    assert [r["entropy_m1"] for r in a] == [r["entropy_m1"] for r in b]
+    assert all(x["entropy_m0"] != y["entropy_m0"] for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16, "auto"])
+def test_results_independent_of_batch_size(tiny_models, gpt2, batch_size):
+    texts = example.gold_texts()
+    reference = gpt2.erank(_requests(texts))
+    other = _model(tiny_models["gpt2"], batch_size=batch_size, m0_seed=1234).erank(_requests(texts))
+    for r, o in zip(reference, other):
+        for key in ("entropy_m1", "entropy_m0", "loss_m1", "loss_m0"):
+            assert o[key] == pytest.approx(r[key], abs=1e-6)
+        assert o["n_tokens"] == r["n_tokens"]
+
+
+def test_response_fields_and_exclusions(tiny_models):
+    lm = _model(tiny_models["llama"], batch_size=4)
+    bos = lm.tokenizer.bos_token_id
+    results = lm.erank(_requests(["", "a", "The sun is a source of light"]))
+    assert results[0]["n_tokens"] == 1  # just BOS: no eRank, no loss
+    assert results[0]["entropy_m1"] is None and results[0]["loss_m0"] is None
+    assert results[1]["n_tokens"] >= 2 and math.isfinite(results[1]["entropy_m1"])
+    assert all(set(r) == {"entropy_m1", "entropy_m0", "loss_m1", "loss_m0", "n_tokens", "truncated"} for r in results)
+    assert lm.erank_token_ids("light")[0][0] == bos
+
+
+def test_long_texts_are_truncated_and_flagged(tiny_models):
+    lm = _model(tiny_models["opt"], batch_size=2, max_length=16)
+    long_text = " ".join(example.gold_texts())
+    results = lm.erank(_requests([long_text, "Rain falls from clouds"]))
+    assert results[0]["truncated"] and results[0]["n_tokens"] == 16
+    assert not results[1]["truncated"]
+    assert lm.erank_token_ids(long_text)[0] == lm.tokenizer(long_text)["input_ids"][:16]
+
+
+def test_gpt2_style_tokenizer_gets_bos_only_when_asked(tiny_models):
+    plain = _model(tiny_models["gpt2"])
+    text = "Rain falls from clouds"
+    assert plain.erank_token_ids(text)[0] == plain.tokenizer(text)["input_ids"]
+    with_bos = _model(tiny_models["gpt2"], add_bos_token=True)
+    ids = with_bos.erank_token_ids(text)[0]
+    assert ids[0] == with_bos.tokenizer.bos_token_id and ids.count(with_bos.tokenizer.bos_token_id) == 1
+
+
+def test_loglikelihood_path_is_hflm(tiny_models, gpt2):
+    from lm_eval.models.huggingface import HFLM
+
+    hf = HFLM(pretrained=str(tiny_models["gpt2"]), dtype="float32", device="cpu", batch_size=4)
+    reqs = [Instance("loglikelihood", {}, ("Question: How?\nAnswer:", " Stir in ice."), 0, metadata=("t", 0, 1))]
+    assert gpt2.loglikelihood(reqs) == hf.loglikelihood(reqs)
+
+
+def test_impossible_m0_seed_fails_before_loading(tiny_models):
+    with pytest.raises(ValueError, match="m0_seed"):
+        _model(tiny_models["gpt2"], m0_seed="-3")

@@ -1,0 +1,94 @@
+"""The erank tasks: standard definitions reused, gold texts, request layout, few-shot."""
+
+from __future__ import annotations
+
+import pytest
+from lm_eval.tasks import TaskManager
+
+from lm_eval_erank import example
+from lm_eval_erank.plugin import register, task_dir
+from lm_eval_erank.tasks import ERANK_REQUEST, ErankTask
+
+
+@pytest.fixture(scope="module")
+def tasks(local_tasks):
+    register()
+    manager = TaskManager(include_path=str(local_tasks))
+    loaded = manager.load(["local_erank_piqa", "local_erank_openbookqa", "local_erank_winogrande", "local_piqa"])
+    return loaded["tasks"]
+
+
+def _expected_gold_texts():
+    """Gold sequences written out independently from the fixture rows."""
+    piqa = [f"Question: {r['goal']}\nAnswer: {(r['sol1'], r['sol2'])[r['label']]}" for r in example.piqa_rows()]
+    obqa = [
+        f"{r['question_stem']} {r['choices']['text'][r['choices']['label'].index(r['answerKey'])]}"
+        for r in example.openbookqa_rows()
+    ]
+    wino = [r["sentence"].replace("_", r["option" + r["answer"]]) for r in example.winogrande_rows()]
+    return {"local_erank_piqa": piqa, "local_erank_openbookqa": obqa, "local_erank_winogrande": wino}
+
+
+def test_shipped_task_configs_are_found_without_include_path():
+    register()
+    manager = TaskManager()
+    for name in ("erank", "erank_piqa", "erank_openbookqa", "erank_winogrande"):
+        assert name in manager.all_tasks
+    assert (task_dir() / "erank_piqa.yaml").is_file()
+
+
+@pytest.mark.parametrize("name", ["local_erank_piqa", "local_erank_openbookqa", "local_erank_winogrande"])
+def test_erank_text_is_the_gold_sequence(tasks, name):
+    task = tasks[name]
+    docs = list(task.eval_docs)
+    assert [task.erank_text(d) for d in docs] == _expected_gold_texts()[name]
+
+
+def test_standard_definition_is_reused(tasks):
+    erank, standard = tasks["local_erank_piqa"], tasks["local_piqa"]
+    for key in ("doc_to_text", "doc_to_choice", "doc_to_target", "target_delimiter", "output_type"):
+        assert erank.config[key] == standard.config[key], key
+    metrics = [m["metric"] for m in erank.config.metric_list]
+    assert metrics[:2] == ["acc", "acc_norm"] and "diff_erank" in metrics
+
+
+def test_requests_layout(tasks):
+    task = tasks["local_erank_openbookqa"]
+    task.build_all_requests(limit=3)
+    by_doc = {}
+    for inst in task.instances:
+        by_doc.setdefault(inst.doc_id, []).append(inst)
+    for doc_id, instances in by_doc.items():
+        types = [i.request_type for i in instances]
+        # erank listed first (so it runs first), but with the last idx (processed last).
+        assert types[0] == ERANK_REQUEST and types[1:] == ["loglikelihood"] * 4
+        assert instances[0].idx == 4 and [i.idx for i in instances[1:]] == [0, 1, 2, 3]
+
+
+def test_few_shot_keeps_zero_shot_erank_text(local_tasks):
+    register()
+    manager = TaskManager(include_path=str(local_tasks))
+    task = manager.load(["local_erank_piqa"])["tasks"]["local_erank_piqa"]
+    task.set_config("num_fewshot", 2)
+    task.set_fewshot_seed(1234)
+    task.build_all_requests(limit=2)
+    expected = _expected_gold_texts()["local_erank_piqa"]
+    for inst in task.instances:
+        if inst.request_type == ERANK_REQUEST:
+            assert inst.args[0] == expected[inst.doc_id]
+        else:
+            context = inst.args[0]
+            assert context.count("Question:") == 3  # two shots + the question
+
+
+def test_task_without_choices_needs_erank_text(tmp_path):
+    data = example.write_jsonl(tmp_path / "d.jsonl", [{"text": "a b c"}])
+    config = {
+        "task": "no_choices", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}},
+        "test_split": "test", "output_type": "loglikelihood", "doc_to_text": "text", "doc_to_target": "text",
+    }
+    register()
+    with pytest.raises(ValueError, match="erank_text"):
+        ErankTask(config=dict(config))
+    task = ErankTask(config={**config, "erank_text": lambda doc: doc["text"].upper()})
+    assert task.erank_text({"text": "a b"}) == "A B"
