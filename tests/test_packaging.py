@@ -1,0 +1,39 @@
+"""The wheel ships the task configs, and an installed wheel finds its tasks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_ships_task_configs_and_they_load(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(ROOT), "-w", str(tmp_path / "dist")],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = (tmp_path / "dist").glob("lm_eval_erank-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for yaml in ("erank.yaml", "erank_piqa.yaml", "erank_openbookqa.yaml", "erank_winogrande.yaml"):
+        assert f"lm_eval_erank/task_configs/{yaml}" in names
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "lm-eval-erank = lm_eval_erank.cli:main" in entry_points and "[lm_eval.models]" in entry_points
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    probe = (
+        "import lm_eval_erank.plugin as p; p.register();"
+        "from lm_eval.tasks import TaskManager;"
+        "tm = TaskManager(include_defaults=False);"
+        "print(p.task_dir()); print(sorted(t for t in tm.all_tasks if 'erank' in t))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    task_dir, tasks = done.stdout.strip().splitlines()[-2:]
+    assert task_dir.startswith(str(target))
+    assert tasks == "['erank', 'erank_openbookqa', 'erank_piqa', 'erank_winogrande']"
