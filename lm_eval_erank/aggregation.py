@@ -75,12 +75,13 @@ def count_stderr(items: Sequence, iters: int = 0) -> float:
 
 
 def _bootstrap(statistic, values: np.ndarray, iters: int) -> float | str:
-    """Std of ``statistic`` over ``iters`` paired resamples of the rows of ``values``.
+    """Std of ``statistic`` over ``iters`` paired resamples of the rows of ``values``
+    ("N/A" with fewer than 2 rows or 2 resamples).
 
     ``statistic`` maps (R, n, k) resampled rows to (R,) replicate values.
     """
     n = len(values)
-    if n < 2 or iters <= 0:
+    if n < 2 or iters < 2:
         return "N/A"
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     replicates = []

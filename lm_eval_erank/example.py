@@ -175,7 +175,7 @@ def train_tokenizer(texts: list[str], directory: Path, add_bos: bool, vocab_size
     return AutoTokenizer.from_pretrained(directory)
 
 
-def tiny_config(arch: str, tokenizer, hidden: int = 48, layers: int = 2, max_positions: int = 128):
+def tiny_config(arch: str, tokenizer, hidden: int = 48, layers: int = 2, max_positions: int = 512):
     """A tiny GPT-2-, Llama- or OPT-shaped config sized to ``tokenizer``."""
     from transformers import GPT2Config, LlamaConfig, OPTConfig
 

@@ -62,7 +62,8 @@ def _as_batch(states: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Te
 def normalized_centered_rows(states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Z (B, N, d) float64: rows centred by the text's mean over valid tokens and L2-normalised.
 
-    Padded rows (mask False) and rows whose centred vector is exactly zero are zero.
+    Padded rows (mask False) and rows whose centred vector is zero are zero (a centred row
+    within float64 round-off of zero, relative to the text's largest magnitude, counts as zero).
     Raises NonFiniteRepresentationError if any valid row holds inf/NaN.
     """
     states, mask = _as_batch(states, mask)
@@ -72,10 +73,18 @@ def normalized_centered_rows(states: torch.Tensor, mask: torch.Tensor | None = N
         bad = (~finite).flatten(1).any(dim=1).nonzero()[0].item()
         raise NonFiniteRepresentationError(int(bad))
     x = torch.where(valid, states.to(torch.float64), 0.0)
+    # Divide each text by its largest magnitude first: H is scale invariant, and this keeps
+    # squares of extreme float64 values (1e+-160) from overflowing or underflowing.
+    scale = x.abs().amax(dim=(1, 2), keepdim=True)
+    x = x / torch.where(scale > 0, scale, 1.0)
     count = mask.sum(dim=1, keepdim=True).clamp(min=1).unsqueeze(-1).to(torch.float64)
     centred = torch.where(valid, x - x.sum(dim=1, keepdim=True) / count, 0.0)
     norms = torch.linalg.vector_norm(centred, dim=-1, keepdim=True)
-    return torch.where(norms > 0, centred / torch.where(norms > 0, norms, 1.0), 0.0)
+    # A centred row at the round-off level of the mean (|x| <= 1 now) is exactly zero in
+    # exact arithmetic (e.g. all rows identical); treat it so rather than normalising noise.
+    tolerance = count * math.sqrt(x.shape[-1]) * torch.finfo(torch.float64).eps
+    nonzero = norms > tolerance
+    return torch.where(nonzero, centred / torch.where(nonzero, norms, 1.0), 0.0)
 
 
 def matrix_entropy(states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -48,7 +48,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch  # noqa: E402
 
@@ -89,8 +88,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="model dtype in the harness (default float32 cpu, bfloat16 cuda)")
     parser.add_argument("--ref-texts", type=int, default=None,
                         help="texts for the reference pipeline, evenly spaced over all texts (default all)")
-    parser.add_argument("--repeats", type=int, default=3, help="repeats of the M0-build vs load timing")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="repeats of the harness and M0-build/load timings (the best is reported)")
     parser.add_argument("--auto-docs", type=int, default=8, help="docs for the batch_size=auto check")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's own choice); 1 is steadier on a shared machine")
     parser.add_argument("--out", default="bench.json")
     args = parser.parse_args(argv)
     args.batch_size = args.batch_size or (32 if args.device == "cuda" else 16)
@@ -341,19 +343,27 @@ def evaluate(lm, task: str, task_manager, limit: int | None = None) -> tuple[flo
                                         "erank_losses_s": stages["token_losses"]}
 
 
-def time_harness(hf_lm, erank_lm, task_manager) -> dict:
+def time_harness(hf_lm, erank_lm, task_manager, repeats: int) -> dict:
     """Wall time of each standard local task (``hf``) and its erank counterpart (``hf-erank``),
-    interleaved, after a warm-up of both on 4 docs (dataset caches, first-call overheads)."""
+    interleaved, best of ``repeats``, after a warm-up of both on 4 docs (dataset caches,
+    first-call overheads)."""
     for name in TASKS:
         evaluate(hf_lm, f"{TASK_PREFIX}_{name}", task_manager, limit=4)
         evaluate(erank_lm, f"{TASK_PREFIX}_erank_{name}", task_manager, limit=4)
+    runs = {(name, side): [] for name in TASKS for side in ("standard", "erank")}
+    for _ in range(repeats):
+        for name in TASKS:
+            runs[name, "standard"].append(evaluate(hf_lm, f"{TASK_PREFIX}_{name}", task_manager))
+            runs[name, "erank"].append(evaluate(erank_lm, f"{TASK_PREFIX}_erank_{name}", task_manager))
     rows = {}
     for name in TASKS:
-        std_wall, std_metrics, std_req = evaluate(hf_lm, f"{TASK_PREFIX}_{name}", task_manager)
-        er_wall, er_metrics, er_req = evaluate(erank_lm, f"{TASK_PREFIX}_erank_{name}", task_manager)
+        std_wall, std_metrics, std_req = min(runs[name, "standard"], key=lambda run: run[0])
+        er_wall, er_metrics, er_req = min(runs[name, "erank"], key=lambda run: run[0])
         rows[name] = {
             "standard_wall_s": std_wall, "erank_wall_s": er_wall, "ratio": er_wall / std_wall,
             "floor": HARNESS_FLOOR[name], "ratio_over_floor": er_wall / std_wall / HARNESS_FLOOR[name],
+            "standard_walls_s": [run[0] for run in runs[name, "standard"]],
+            "erank_walls_s": [run[0] for run in runs[name, "erank"]],
             "standard_loglikelihood_s": std_req["loglikelihood_s"],
             "erank_loglikelihood_s": er_req["loglikelihood_s"], "erank_requests_s": er_req["erank_s"],
             "erank_spectra_s": er_req["erank_spectra_s"], "erank_losses_s": er_req["erank_losses_s"],
@@ -369,10 +379,10 @@ def time_harness(hf_lm, erank_lm, task_manager) -> dict:
 # ---- (d) building M0 vs loading M1 ---------------------------------------------------------------
 
 def time_twin_build(erank_lm, model_dir: Path, args: argparse.Namespace) -> dict:
-    """Median of ``args.repeats`` builds of M0 (``build_random_twin``) and of loads of M1
+    """Best of ``args.repeats`` builds of M0 (``build_random_twin``) and of loads of M1
     (``AutoModelForCausalLM.from_pretrained(dir)`` onto the device, after one warm-up load, so
-    the files are in the page cache); also checks that two builds with one seed are identical
-    and land on the model's device."""
+    the files are in the page cache); also checks that two builds with one seed are identical,
+    equal the harness's M0 and land on the model's device."""
     from transformers import AutoModelForCausalLM
 
     from lm_eval_erank.twin import build_random_twin
@@ -386,7 +396,7 @@ def time_twin_build(erank_lm, model_dir: Path, args: argparse.Namespace) -> dict
     def load():
         return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, device_map=str(device))
 
-    def median_seconds(fn) -> float:
+    def seconds(fn) -> list[float]:
         times = []
         for _ in range(args.repeats):
             sync(device)
@@ -396,34 +406,42 @@ def time_twin_build(erank_lm, model_dir: Path, args: argparse.Namespace) -> dict
             times.append(time.perf_counter() - start)
             del model
             gc.collect()
-        return statistics.median(times)
+        return times
 
-    median_seconds(load)  # warm-up: imports and page cache
-    build_s, load_s = median_seconds(build), median_seconds(load)
+    seconds(load)  # warm-up: imports and page cache
+    build_times, load_times = seconds(build), seconds(load)
     first, second = build(), build()
-    reproducible = all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    weights = [first.state_dict().values(), second.state_dict().values(), erank_lm.m0.state_dict().values()]
+    reproducible = all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(*weights))
     on_device = all(p.device == device for p in first.parameters())
-    same_as_harness = all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), erank_lm.m0.state_dict().values()))
-    return {"build_s": build_s, "load_s": load_s, "build_over_load": build_s / load_s, "repeats": args.repeats,
-            "reproducible": reproducible and same_as_harness, "built_on_device": on_device}
+    return {"build_s": min(build_times), "load_s": min(load_times), "build_over_load": min(build_times) / min(load_times),
+            "build_times_s": build_times, "load_times_s": load_times,
+            "reproducible": reproducible, "built_on_device": on_device}
 
 
 # ---- (e) batch_size=auto ---------------------------------------------------------------------------
 
 def check_auto_batch(model_dir: Path, args: argparse.Namespace, erank_lm, task_manager) -> dict:
-    """Run ``erank_piqa`` on a few docs with ``batch_size=auto`` and compare its eRank metrics with
-    the fixed-batch instance on the same docs."""
+    """Run ``erank_piqa`` on a few docs with ``batch_size=auto`` and compare its metrics with the
+    fixed-batch instance on the same docs.
+
+    The chosen size is recorded by wrapping ``ErankHFLM._erank_batch_size`` on the instance:
+    ``batch_sizes["erank"]`` cannot be read afterwards, because HFLM's loglikelihood pass
+    (which runs after the erank requests) resets ``batch_sizes`` when it auto-detects."""
     auto_lm = make_lm("hf-erank", model_dir, args, "auto")
+    chosen = []
+    detect = auto_lm._erank_batch_size
+    auto_lm._erank_batch_size = lambda longest: chosen.append(detect(longest)) or chosen[-1]
     task = f"{TASK_PREFIX}_erank_piqa"
     try:
-        wall, auto_metrics, _ = evaluate(auto_lm, task, task_manager, limit=args.auto_docs)
+        wall, auto_metrics, requests = evaluate(auto_lm, task, task_manager, limit=args.auto_docs)
         _, fixed_metrics, _ = evaluate(erank_lm, task, task_manager, limit=args.auto_docs)
-        chosen = auto_lm.batch_sizes.get("erank")
     finally:
         del auto_lm
         gc.collect()
     keys = ("erank_m1,none", "erank_m0,none", "diff_erank,none", "acc,none")
-    return {"docs": args.auto_docs, "works": chosen is not None, "chosen_batch_size": chosen, "wall_s": wall,
+    return {"docs": args.auto_docs, "works": bool(chosen), "chosen_batch_size": chosen[0] if chosen else None,
+            "wall_s": wall, "erank_requests_s": requests["erank_s"],
             "max_abs_metric_diff_vs_fixed": max(abs(auto_metrics[k] - fixed_metrics[k]) for k in keys),
             "diff_erank": auto_metrics["diff_erank,none"]}
 
@@ -446,6 +464,14 @@ def machine_info(args: argparse.Namespace) -> dict:
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "transformers": transformers.__version__, "lm_eval": lm_eval.__version__,
             "device": args.device, "device_name": device_name, "dtype": args.dtype}
+
+
+def cpu_load() -> dict:
+    """Load average and CPU pressure now (other processes competing for the cores)."""
+    pressure = Path("/proc/pressure/cpu")
+    some = pressure.read_text().splitlines()[0].split() if pressure.is_file() else []
+    return {"loadavg_1min": os.getloadavg()[0],
+            "cpu_pressure_some_avg10": float(some[1].split("=")[1]) if some else None}
 
 
 def verdicts(report: dict) -> dict:
@@ -505,7 +531,7 @@ def print_table(report: dict) -> None:
     lines += [
         "",
         f"(d) build M0 {twin['build_s']:.3f} s vs load M1 from disk {twin['load_s']:.3f} s "
-        f"(median of {twin['repeats']}): {twin['build_over_load']:.2f}x (target <= 1); "
+        f"(best of {report['repeats']}): {twin['build_over_load']:.2f}x (target <= 1); "
         f"reproducible {twin['reproducible']}, built on device {twin['built_on_device']}",
         f"(e) batch_size=auto on {auto['docs']} erank_piqa docs: works {auto['works']}, chosen erank batch "
         f"{auto['chosen_batch_size']}, max |metric diff| vs fixed batch {auto['max_abs_metric_diff_vs_fixed']:.2e}",
@@ -522,15 +548,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from lm_eval.tasks import TaskManager
 
     from lm_eval_erank import example
     from lm_eval_erank.plugin import register
 
     register()
-    report: dict = {"shape": args.shape, "docs": args.docs, "batch_size": args.batch_size, "machine": machine_info(args)}
+    report: dict = {"shape": args.shape, "docs": args.docs, "batch_size": args.batch_size, "repeats": args.repeats,
+                    "machine": machine_info(args), "cpu_load": {}}
+
+    def stage(name: str, message: str) -> None:
+        report["cpu_load"][name] = cpu_load()
+        print(f"[bench {time.perf_counter() - started:6.1f}s] {message}", flush=True)
+
     with tempfile.TemporaryDirectory(prefix="erank-bench-") as tmp:
         tmp = Path(tmp)
+        stage("setup", "building the tokenizer, the model and the local tasks")
         rows = load_rows(args.docs)
         report["docs_source"] = "hf_schema files" if rows else "example docs"
         example.write_local_tasks(tmp / "tasks", prefix=TASK_PREFIX, rows_override=rows)
@@ -539,17 +574,16 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = tmp / "model"
         hf_lm = make_lm("hf", model_dir, args, args.batch_size)
         erank_lm = make_lm("hf-erank", model_dir, args, args.batch_size)
-
         token_ids, owners = gold_token_ids(erank_lm, task_manager)
         report["mean_tokens"] = statistics.mean(len(t) for t in token_ids)
         report["texts_per_task"] = {t: owners.count(t) for t in TASKS}
-        print(f"[bench] {len(token_ids)} texts; timing our pipeline", flush=True)
+
+        stage("ours", f"(a) our pipeline on {len(token_ids)} texts")
         ours = time_pipeline(erank_lm, token_ids, args.batch_size)
         report["ours_all_texts"] = without_entropies(ours)
-
         indices = evenly_spaced(len(token_ids), args.ref_texts)
         subset = [token_ids[i] for i in indices]
-        print(f"[bench] timing the reference pipeline on {len(subset)} texts", flush=True)
+        stage("reference", f"(b) the reference pipeline on {len(subset)} texts")
         reference = time_reference(erank_lm, subset)
         ours_same = ours if len(subset) == len(token_ids) else time_pipeline(erank_lm, subset, args.batch_size)
         report["reference"] = {
@@ -558,13 +592,13 @@ def main(argv: list[str] | None = None) -> int:
             "per_text_speedup": reference["total_s"] / ours_same["total_s"],
             "agreement": compare_with_reference(ours, reference, indices),
         }
-
-        print("[bench] timing the harness (standard vs erank tasks)", flush=True)
-        report["harness"] = time_harness(hf_lm, erank_lm, task_manager)
-        print("[bench] timing M0 build vs M1 load", flush=True)
+        stage("harness", f"(c) the harness, standard vs erank tasks, best of {args.repeats}")
+        report["harness"] = time_harness(hf_lm, erank_lm, task_manager, args.repeats)
+        stage("twin", f"(d) building M0 vs loading M1, best of {args.repeats}")
         report["twin"] = time_twin_build(erank_lm, model_dir, args)
-        print("[bench] checking batch_size=auto", flush=True)
+        stage("auto_batch", "(e) batch_size=auto")
         report["auto_batch"] = check_auto_batch(model_dir, args, erank_lm, task_manager)
+    stage("end", "done")
     report["verdicts"] = verdicts(report)
     report["targets"] = TARGETS
     report["script_wall_s"] = time.perf_counter() - started

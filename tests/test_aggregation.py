@@ -233,3 +233,8 @@ def test_difference_stderr_na_with_fewer_than_two(items):
 def test_bootstrap_na_without_iterations(iters):
     assert agg.geometric_mean_stderr([1.0, 2.0, 3.0], iters=iters) == "N/A"
     assert agg.difference_of_geometric_means_stderr([(1.0, 2.0), (2.0, 3.0)], iters=iters) == "N/A"
+
+
+def test_bootstrap_with_one_resample_is_not_available():
+    assert agg.geometric_mean_stderr([1.0, 2.0, 3.0], iters=1) == "N/A"
+    assert agg.difference_of_geometric_means_stderr([(2.0, 1.0), (3.0, 1.5)], iters=1) == "N/A"

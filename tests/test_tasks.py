@@ -92,3 +92,19 @@ def test_task_without_choices_needs_erank_text(tmp_path):
         ErankTask(config=dict(config))
     task = ErankTask(config={**config, "erank_text": lambda doc: doc["text"].upper()})
     assert task.erank_text({"text": "a b"}) == "A B"
+
+
+def test_chat_template_keeps_zero_shot_erank_text(local_tasks):
+    register()
+    manager = TaskManager(include_path=str(local_tasks))
+    task = manager.load(["local_erank_winogrande"])["tasks"]["local_erank_winogrande"]
+
+    def chat_template(messages, *args, **kwargs):
+        return "".join(f"<|{m['role']}|>{m['content']}" for m in messages) + "<|assistant|>"
+
+    task.build_all_requests(limit=3, apply_chat_template=True, chat_template=chat_template)
+    expected = _expected_gold_texts()["local_erank_winogrande"]
+    erank = [i for i in task.instances if i.request_type == ERANK_REQUEST]
+    assert [i.args[0] for i in erank] == expected[:3]
+    contexts = [i.args[0] for i in task.instances if i.request_type != ERANK_REQUEST]
+    assert contexts and all(c.startswith("<|user|>") for c in contexts)
