@@ -83,6 +83,9 @@ def _bootstrap(statistic, values: np.ndarray, iters: int) -> float | str:
     n = len(values)
     if n < 2 or iters < 2:
         return "N/A"
+    # Resample a canonical (sorted) order, so the estimate depends only on the multiset of
+    # values, not on the order documents arrive in (which differs under data parallelism).
+    values = values[np.lexsort(values.T[::-1])]
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     replicates = []
     for start in range(0, iters, _BOOTSTRAP_CHUNK):

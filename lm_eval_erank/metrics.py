@@ -22,11 +22,14 @@ the eRank metrics and 1 to ``erank_excluded``; aggregations skip ``None``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from . import aggregation as agg
+
+logger = logging.getLogger("lm_eval.erank.metrics")
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def register() -> None:
     for spec in METRICS:
         agg_name = AGGREGATION_PREFIX + spec.name
         if agg_name not in registry.aggregation_registry:
-            registry.register_aggregation(agg_name)(_named(spec.aggregation, agg_name, spec.stderr))
+            registry.register_aggregation(agg_name)(_named(spec, agg_name))
         if spec.name not in registry.metric_registry:
             registry.register_metric(
                 metric=spec.name, higher_is_better=spec.higher_is_better, aggregation=agg_name
@@ -120,16 +123,38 @@ def register() -> None:
     if not getattr(evaluator_utils.stderr_for_metric, "_erank_aware", False):
         evaluator_utils.stderr_for_metric = _erank_aware_stderr(evaluator_utils.stderr_for_metric)
         lm_metrics.stderr_for_metric = evaluator_utils.stderr_for_metric
+    if not getattr(lm_metrics.aggregate_subtask_metrics, "_skips_none", False):
+        lm_metrics.aggregate_subtask_metrics = _none_skipping(lm_metrics.aggregate_subtask_metrics)
 
 
-def _named(fn: Callable, name: str, stderr: Callable) -> Callable:
+def _named(spec: MetricSpec, name: str) -> Callable:
     def aggregate(items):
-        return fn(items)
+        value = spec.aggregation(items)
+        if value is None:
+            logger.warning(
+                "%s: none of the %d documents has a defined value (every text was excluded, "
+                "e.g. fewer than 2 tokens); reported as None", spec.name, len(items),
+            )
+        return value
 
     aggregate.__name__ = name
-    aggregate.__doc__ = fn.__doc__
-    aggregate.erank_stderr = stderr
+    aggregate.__doc__ = spec.aggregation.__doc__
+    aggregate.erank_stderr = spec.stderr
     return aggregate
+
+
+def _none_skipping(original: Callable) -> Callable:
+    """Group means over the subtasks that have a value (a task whose texts were all excluded
+    reports None); None when no subtask has one. Group.aggregate imports it at call time."""
+
+    def aggregate_subtask_metrics(metrics, sizes, weight_by_size=True):
+        kept = [(m, s) for m, s in zip(metrics, sizes) if m is not None]
+        if not kept:
+            return None
+        return original([m for m, _ in kept], [s for _, s in kept], weight_by_size)
+
+    aggregate_subtask_metrics._skips_none = True
+    return aggregate_subtask_metrics
 
 
 def _erank_aware_stderr(original: Callable) -> Callable:

@@ -12,8 +12,8 @@ from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
 from . import __version__
-from .representations import text_statistics
-from .twin import build_random_twin, check_twin_supported, validate_seed
+from .representations import NonFiniteModelOutputError, text_statistics
+from .twin import build_random_twin, check_twin_supported, parameter_checksum, validate_seed
 
 logger = logging.getLogger("lm_eval.erank.model")
 
@@ -22,21 +22,57 @@ logger = logging.getLogger("lm_eval.erank.model")
 class ErankHFLM(HFLM):
     """HFLM (every ``hf`` model argument works) that also serves ``erank`` requests.
 
-    Extra model argument:
+    Extra model arguments:
         m0_seed: seed of the random twin M0 (default: ``torch.initial_seed()``, i.e. the torch
             seed lm-eval set from ``--seed``).
+        m0_device: device for M0 (default: M1's device), for when both do not fit on one.
 
     The loglikelihood and generation paths are HFLM's, untouched.
     """
 
-    def __init__(self, *args, m0_seed: int | str | None = None, **kwargs) -> None:
+    def __init__(self, *args, m0_seed: int | str | None = None, m0_device: str | None = None, **kwargs) -> None:
         seed = validate_seed(torch.initial_seed() if m0_seed is None else m0_seed)
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except TypeError as err:
+            if "unexpected keyword argument" not in str(err):
+                raise
+            raise ValueError(
+                f"hf-erank got a model argument nobody accepts ({err}). It takes every --model hf "
+                f"argument plus {', '.join(self.OWN_ARGUMENTS)}; other keys are passed to "
+                "from_pretrained, which rejected this one."
+            ) from err
         if self.backend != "causal":
             raise ValueError("hf-erank needs a decoder-only causal LM (backend 'causal'); got an encoder-decoder")
         check_twin_supported(self.model)
+        self._use_cpu_processes_as_data_parallel_ranks()
         self.m0_seed = seed
-        self.m0 = build_random_twin(self.model, seed)
+        self.m0 = build_random_twin(self.model, seed, device=m0_device)
+        self.m0_checksum = parameter_checksum(self.m0)
+        self._check_same_m0_on_every_rank()
+
+    OWN_ARGUMENTS = ("m0_seed", "m0_device")
+
+    def _use_cpu_processes_as_data_parallel_ranks(self) -> None:
+        """HFLM counts data-parallel ranks only on GPUs; under ``accelerate launch --cpu``
+        every process would evaluate every doc and write its own files. Use the ranks."""
+        accelerator = getattr(self, "accelerator", None)
+        if accelerator is not None and accelerator.num_processes > 1 and self._world_size == 1:
+            self._rank = accelerator.process_index
+            self._world_size = accelerator.num_processes
+            self._device = accelerator.device
+            logger.info("erank: data parallel over %d CPU processes (rank %d)", self._world_size, self._rank)
+
+    def _check_same_m0_on_every_rank(self) -> None:
+        if self.world_size <= 1:
+            return
+        checksums = [None] * self.world_size
+        torch.distributed.all_gather_object(checksums, self.m0_checksum)
+        if len(set(checksums)) != 1:
+            raise RuntimeError(
+                f"the random twin M0 differs between data-parallel ranks ({checksums}); "
+                "give every process the same m0_seed and device type"
+            )
 
     # ---- the erank request -------------------------------------------------------------
 
@@ -63,15 +99,19 @@ class ErankHFLM(HFLM):
             return []
         encoded = [self.erank_token_ids(req.args[0]) for req in requests]
         token_ids = [ids for ids, _ in encoded]
-        n_truncated = sum(truncated for _, truncated in encoded)
-        if n_truncated:
-            logger.warning("erank: %d of %d texts were longer than max_length=%d and were truncated", n_truncated, len(encoded), self.max_length)
+        self._warn_truncated(requests, [truncated for _, truncated in encoded])
         batch_size = self._erank_batch_size(max(len(t) for t in token_ids))
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         stats = {}
         with tqdm(total=2 * len(token_ids), desc="Running erank requests", disable=disable_tqdm or self.rank != 0) as bar:
             for name, model in (("M1", self.model), ("M0", self.m0)):
-                stats[name] = text_statistics(model, token_ids, batch_size, pad_id, model_name=name, progress=bar.update)
+                try:
+                    stats[name] = text_statistics(model, token_ids, batch_size, pad_id, model_name=name, progress=bar.update)
+                except NonFiniteModelOutputError as err:
+                    req = requests[err.text_index]
+                    raise NonFiniteModelOutputError(
+                        f"task {req.task_name}, doc {req.doc_id}: {err}", text_index=err.text_index
+                    ) from None
         results = []
         for i, (ids, truncated) in enumerate(encoded):
             results.append(
@@ -85,6 +125,19 @@ class ErankHFLM(HFLM):
                 }
             )
         return results
+
+    def _warn_truncated(self, requests: list[Instance], truncated: list[bool]) -> None:
+        per_task: dict[str, list[int]] = {}
+        for req, cut in zip(requests, truncated):
+            counts = per_task.setdefault(str(req.task_name), [0, 0])
+            counts[0] += cut
+            counts[1] += 1
+        for task, (n_cut, n_all) in per_task.items():
+            if n_cut:
+                logger.warning(
+                    "erank: %s: %d of %d texts were longer than max_length=%d and were truncated "
+                    "(their first %d tokens are used)", task, n_cut, n_all, self.max_length, self.max_length,
+                )
 
     def _erank_batch_size(self, longest: int) -> int:
         if str(self.batch_size).startswith("auto"):
@@ -116,6 +169,8 @@ class ErankHFLM(HFLM):
         info.update(
             {
                 "erank_m0_seed": self.m0_seed,
+                "erank_m0_checksum": self.m0_checksum,
+                "erank_m0_device": str(next(self.m0.parameters()).device),
                 "erank_dtype": str(self.model.dtype),
                 "lm_eval_erank_version": __version__,
             }

@@ -6,11 +6,17 @@
 2. registers the eRank metrics and the ``hf-erank`` model;
 3. makes every TaskManager also index this package's task directory, so ``--tasks erank_piqa``
    works without ``--include_path`` (a user's ``--include_path`` still works beside it);
-4. gives models without an ``erank`` method a clear error naming ``hf-erank``.
+4. gives models without an ``erank`` method a clear error naming ``hf-erank``;
+5. makes lm-eval's result and sample writers finish their file before a Ctrl-C takes effect,
+   so an interrupted run leaves no truncated output file.
 """
 
 from __future__ import annotations
 
+import functools
+import signal
+import threading
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
@@ -41,6 +47,32 @@ def _with_erank_tasks(init):
     return __init__
 
 
+@contextmanager
+def interrupts_deferred():
+    """Hold SIGINT (Ctrl-C) until the block ends, then raise KeyboardInterrupt if one came."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
+
+
+def _uninterruptible(method):
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with interrupts_deferred():
+            return method(*args, **kwargs)
+
+    wrapper._uninterruptible = True
+    return wrapper
+
+
 def register() -> None:
     global _registered
     if _registered:
@@ -48,6 +80,7 @@ def register() -> None:
     import lm_eval.api.metrics  # noqa: F401
     import lm_eval.models  # noqa: F401
     from lm_eval.api.model import LM
+    from lm_eval.loggers.evaluation_tracker import EvaluationTracker
     from lm_eval.tasks.manager import TaskManager
 
     from . import metrics
@@ -59,4 +92,8 @@ def register() -> None:
         TaskManager.__init__ = _with_erank_tasks(TaskManager.__init__)
     if not hasattr(LM, "erank"):
         LM.erank = _missing_erank
+    for name in ("save_results_aggregated", "save_results_samples"):
+        method = getattr(EvaluationTracker, name)
+        if not getattr(method, "_uninterruptible", False):
+            setattr(EvaluationTracker, name, _uninterruptible(method))
     _registered = True

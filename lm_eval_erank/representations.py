@@ -24,7 +24,11 @@ _LOSS_CHUNK_ELEMENTS = 2**26
 
 
 class NonFiniteModelOutputError(ValueError):
-    """A model produced inf/NaN hidden states or logits for a text."""
+    """A model produced inf/NaN hidden states or logits; ``text_index`` indexes the input texts."""
+
+    def __init__(self, message: str, text_index: int):
+        super().__init__(message)
+        self.text_index = text_index
 
 
 @dataclass(frozen=True)
@@ -145,5 +149,6 @@ def _non_finite(text_index: int, model_name: str, what: str, model: torch.nn.Mod
     return NonFiniteModelOutputError(
         f"{model_name} produced non-finite {what} for text {text_index} (dtype {dtype}). "
         "This is typical of float16 overflow or a broken checkpoint; run with dtype=bfloat16 "
-        "or dtype=float32."
+        "or dtype=float32.",
+        text_index=text_index,
     )

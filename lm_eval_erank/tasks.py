@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import lm_eval.tasks
+from lm_eval import utils
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 from lm_eval.tasks._yaml_loader import load_yaml
@@ -66,9 +67,17 @@ class ErankTask(ConfigurableTask):
             )
 
     def erank_text(self, doc: dict) -> str:
-        """The zero-shot gold sequence of ``doc`` (independent of few-shot and chat templates)."""
-        if self._erank_text_fn is not None:
-            return self._erank_text_fn(doc)
+        """The text whose eRank is measured for ``doc``.
+
+        ``erank_text`` in the config, if given: a callable, a document field name, or a Jinja
+        template (as ``doc_to_text``). Otherwise the zero-shot gold sequence of a
+        multiple-choice task (independent of few-shot and chat templates).
+        """
+        source = self._erank_text_fn
+        if callable(source):
+            return str(source(doc))
+        if isinstance(source, str):
+            return str(doc[source]) if source in doc else utils.apply_template(source, doc)
         choices = self.doc_to_choice(doc)
         delimiter = self.config.target_delimiter
         if self.multiple_input:

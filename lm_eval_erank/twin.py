@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 
 import torch
@@ -12,6 +13,20 @@ logger = logging.getLogger("lm_eval.erank.twin")
 
 # torch.manual_seed accepts [-2**63, 2**64); lm-eval seeds are non-negative ints.
 MAX_SEED = 2**64 - 1
+
+
+class TwinOutOfMemoryError(torch.OutOfMemoryError):
+    """Building M0 ran out of device memory; the message names the options that help."""
+
+
+def parameter_checksum(model: torch.nn.Module) -> str:
+    """SHA-256 over the names, shapes, dtypes and bytes of every parameter and buffer."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def validate_seed(seed) -> int:
@@ -46,20 +61,25 @@ def check_twin_supported(model: PreTrainedModel) -> None:
         )
 
 
-def build_random_twin(model: PreTrainedModel, seed: int) -> PreTrainedModel:
+def build_random_twin(model: PreTrainedModel, seed: int, device: str | torch.device | None = None) -> PreTrainedModel:
     """M0: ``type(model)`` built from a copy of ``model.config`` with the library's own
-    initialisation, in the model's dtype, directly on the model's device, in eval mode.
+    initialisation, in the model's dtype, directly on ``device`` (default: the model's own
+    device), in eval mode.
 
     The global RNG state is forked, so building M0 does not disturb lm-eval's seeding.
     The same seed on the same device type gives the same weights.
-    Models dispatched over several devices (``hf_device_map``) get the same placement.
+    Models dispatched over several devices (``hf_device_map``) get the same placement
+    unless ``device`` is given.
     """
     check_twin_supported(model)
     seed = validate_seed(seed)
     config = copy.deepcopy(model.config)
     device_map = getattr(model, "hf_device_map", None)
-    multi_device = device_map is not None and len(set(map(str, device_map.values()))) > 1
-    device = torch.device("cpu") if multi_device else model_device(model)
+    multi_device = device is None and device_map is not None and len(set(map(str, device_map.values()))) > 1
+    if device is not None:
+        device = torch.device(device)
+    else:
+        device = torch.device("cpu") if multi_device else model_device(model)
     kwargs = {"dtype": model.dtype}
     attn = getattr(model.config, "_attn_implementation", None)
     if attn is not None:
@@ -72,9 +92,15 @@ def build_random_twin(model: PreTrainedModel, seed: int) -> PreTrainedModel:
             with torch.device(device):
                 twin = type(model)._from_config(config, **kwargs)
         except torch.OutOfMemoryError as err:
-            raise torch.OutOfMemoryError(
-                f"building the random twin M0 on {device} ran out of memory: M1 and M0 must both "
-                "fit. Use a smaller dtype (dtype=bfloat16) or a device with more memory."
+            raise TwinOutOfMemoryError(
+                f"building the random twin M0 on {device} ran out of memory (M1 is already there). "
+                "Place M0 elsewhere with the model argument m0_device=<device> (e.g. m0_device=cpu "
+                "or another GPU), or use a smaller dtype (dtype=bfloat16)."
+            ) from err
+        except Exception as err:  # e.g. remote-code models whose config cannot be re-instantiated
+            raise ValueError(
+                f"cannot build the random twin M0 of {type(model).__name__} from its config: "
+                f"{type(err).__name__}: {err}"
             ) from err
     if multi_device:
         from accelerate import dispatch_model

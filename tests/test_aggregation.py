@@ -238,3 +238,12 @@ def test_bootstrap_na_without_iterations(iters):
 def test_bootstrap_with_one_resample_is_not_available():
     assert agg.geometric_mean_stderr([1.0, 2.0, 3.0], iters=1) == "N/A"
     assert agg.difference_of_geometric_means_stderr([(2.0, 1.0), (3.0, 1.5)], iters=1) == "N/A"
+
+
+def test_bootstrap_does_not_depend_on_item_order():
+    rng = np.random.default_rng(5)
+    pairs = [tuple(p) for p in rng.uniform(1.0, 5.0, size=(60, 2))]
+    shuffled = [pairs[i] for i in rng.permutation(len(pairs))]
+    assert agg.difference_of_geometric_means_stderr(pairs, iters=300) == agg.difference_of_geometric_means_stderr(shuffled, iters=300)
+    singles = [p[0] for p in pairs]
+    assert agg.geometric_mean_stderr(singles, iters=300) == agg.geometric_mean_stderr(singles[::-1], iters=300)
