@@ -91,6 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2,
                         help="repeats of the harness and M0-build/load timings (the best is reported)")
     parser.add_argument("--auto-docs", type=int, default=8, help="docs for the batch_size=auto check")
+    parser.add_argument("--auto-max-batch", type=int, default=64,
+                        help="max_batch_size of the batch_size=auto check (lm-eval's default 64)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's own choice); 1 is steadier on a shared machine")
     parser.add_argument("--out", default="bench.json")
@@ -153,7 +155,8 @@ def make_lm(kind: str, model_dir: Path, args: argparse.Namespace, batch_size: in
 
     from lm_eval_erank.model import ErankHFLM
 
-    common = {"pretrained": str(model_dir), "device": args.device, "dtype": args.dtype, "batch_size": batch_size}
+    common = {"pretrained": str(model_dir), "device": args.device, "dtype": args.dtype, "batch_size": batch_size,
+              "max_batch_size": args.auto_max_batch}
     return HFLM(**common) if kind == "hf" else ErankHFLM(**common, m0_seed=M0_SEED)
 
 
@@ -242,8 +245,11 @@ def time_pipeline(lm, token_ids: list[list[int]], batch_size: int) -> dict:
         sync(device)
         total = time.perf_counter() - start
     n = len(token_ids)
+    batches = representations.length_sorted_batches([len(t) for t in token_ids], batch_size)
+    padded = sum(len(b) * max(len(token_ids[i]) for i in b) for b in batches)
     return {
         "texts": n, "batch_size": batch_size, "total_s": total,
+        "padded_over_real_tokens": padded / sum(len(t) for t in token_ids),
         "spectra_s": spent["matrix_entropy"], "losses_s": spent["token_losses"],
         "forward_s": total - spent["matrix_entropy"] - spent["token_losses"],
         "per_text_ms": 1e3 * total / n, "spectra_per_text_ms": 1e3 * spent["matrix_entropy"] / n,
@@ -440,7 +446,8 @@ def check_auto_batch(model_dir: Path, args: argparse.Namespace, erank_lm, task_m
         del auto_lm
         gc.collect()
     keys = ("erank_m1,none", "erank_m0,none", "diff_erank,none", "acc,none")
-    return {"docs": args.auto_docs, "works": bool(chosen), "chosen_batch_size": chosen[0] if chosen else None,
+    return {"docs": args.auto_docs, "max_batch_size": args.auto_max_batch, "works": bool(chosen),
+            "chosen_batch_size": chosen[0] if chosen else None,
             "wall_s": wall, "erank_requests_s": requests["erank_s"],
             "max_abs_metric_diff_vs_fixed": max(abs(auto_metrics[k] - fixed_metrics[k]) for k in keys),
             "diff_erank": auto_metrics["diff_erank,none"]}
@@ -499,13 +506,18 @@ def print_table(report: dict) -> None:
         f"torch {m['torch']}, transformers {m['transformers']}, lm-eval {m['lm_eval']}, dtype {m['dtype']}",
         f"model: {report['shape']} ({report['model']['parameters'] / 1e6:.1f}M parameters), "
         f"texts: {ours['texts']} ({report['docs_source']}, {report['docs']} docs/task), "
-        f"mean {report['mean_tokens']:.1f} tokens, batch {report['batch_size']}",
+        f"mean {report['mean_tokens']:.1f} tokens ("
+        + ", ".join(f"{t} {v:.1f}" for t, v in report["mean_tokens_per_task"].items())
+        + f"), batch {report['batch_size']}",
+        "cpu load (1-min average) at the stages: "
+        + ", ".join(f"{k} {v['loadavg_1min']:.1f}" for k, v in report["cpu_load"].items()),
         "",
         "(a) our pipeline, M1 + M0, per text          total   forward*   spectra   losses   spectra share",
         f"    all texts                              {ours['per_text_ms']:8.3f} {ours['forward_per_text_ms']:9.3f} "
         f"{ours['spectra_per_text_ms']:9.4f} {1e3 * ours['losses_s'] / ours['texts']:8.3f}   "
         f"{100 * ours['spectra_share']:6.2f}%  (target <= 5%)",
-        "    * forward = total - spectra - losses (includes padding and bookkeeping); times in ms",
+        f"    * forward = total - spectra - losses: LM head included, padding included (padded/real tokens "
+        f"{ours['padded_over_real_tokens']:.2f}); times in ms",
         "",
         f"(b) reference pipeline on {ref['texts']} texts, per text (ms)  total   forward   spectra",
         f"    reference (fp32, batch 1, d x d svd)    {ref['per_text_ms']:9.3f} {ref['forward_per_text_ms']:9.3f} "
@@ -533,8 +545,9 @@ def print_table(report: dict) -> None:
         f"(d) build M0 {twin['build_s']:.3f} s vs load M1 from disk {twin['load_s']:.3f} s "
         f"(best of {report['repeats']}): {twin['build_over_load']:.2f}x (target <= 1); "
         f"reproducible {twin['reproducible']}, built on device {twin['built_on_device']}",
-        f"(e) batch_size=auto on {auto['docs']} erank_piqa docs: works {auto['works']}, chosen erank batch "
-        f"{auto['chosen_batch_size']}, max |metric diff| vs fixed batch {auto['max_abs_metric_diff_vs_fixed']:.2e}",
+        f"(e) batch_size=auto (max {auto['max_batch_size']}) on {auto['docs']} erank_piqa docs: works {auto['works']}, "
+        f"chosen erank batch {auto['chosen_batch_size']}, max |metric diff| vs fixed batch "
+        f"{auto['max_abs_metric_diff_vs_fixed']:.2e}, {auto['wall_s']:.1f} s",
         "",
         "verdicts: " + ", ".join(f"{k} {'PASS' if v else 'MISS'}" for k, v in report["verdicts"].items()),
         f"script wall time: {report['script_wall_s']:.1f} s",
@@ -577,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
         token_ids, owners = gold_token_ids(erank_lm, task_manager)
         report["mean_tokens"] = statistics.mean(len(t) for t in token_ids)
         report["texts_per_task"] = {t: owners.count(t) for t in TASKS}
+        report["mean_tokens_per_task"] = {
+            t: statistics.mean(len(ids) for ids, owner in zip(token_ids, owners) if owner == t) for t in TASKS}
 
         stage("ours", f"(a) our pipeline on {len(token_ids)} texts")
         ours = time_pipeline(erank_lm, token_ids, args.batch_size)
