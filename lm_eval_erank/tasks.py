@@ -13,6 +13,11 @@ keys given in the YAML override it (e.g. ``dataset_path`` for local files).
 The extra request's text is the zero-shot gold sequence the harness scores:
 ``doc_to_text(doc) + target_delimiter + gold choice`` (for tasks whose choices are the
 contexts, like winogrande: ``gold context + target_delimiter + doc_to_target(doc)``).
+
+Representation-only tasks (``erank_only: true``) send just the ``erank`` request, whose text
+comes from ``erank_text`` (a field name, a Jinja template or a ``!function``), and report
+only the eRank metrics. They need no ``erank_base``; ``output_type`` only has to be a valid
+lm-eval type (it sends no requests of that type).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from .metrics import METRIC_NAMES, metric_list_entries, per_document_values
 
 ERANK_REQUEST = "erank"
 LM_EVAL_TASKS_DIR = Path(lm_eval.tasks.__file__).parent
-_OWN_KEYS = ("class", "erank_base", "erank_text")
+_OWN_KEYS = ("class", "erank_base", "erank_text", "erank_only")
 
 
 def load_base_config(relative_yaml: str) -> dict[str, Any]:
@@ -49,7 +54,13 @@ def merged_config(config: dict[str, Any]) -> dict[str, Any]:
     config = dict(config)
     base_yaml = config.get("erank_base")
     merged = {**load_base_config(base_yaml), **config} if base_yaml else config
-    metric_list = [m for m in (merged.get("metric_list") or []) if m["metric"] not in METRIC_NAMES]
+    if merged.get("erank_only"):
+        merged.setdefault("output_type", "loglikelihood_rolling")
+        merged.setdefault("doc_to_text", "")
+        merged.setdefault("doc_to_target", "")
+        metric_list = []
+    else:
+        metric_list = [m for m in (merged.get("metric_list") or []) if m["metric"] not in METRIC_NAMES]
     merged["metric_list"] = metric_list + metric_list_entries()
     return merged
 
@@ -60,10 +71,11 @@ class ErankTask(ConfigurableTask):
     def __init__(self, config: dict[str, Any] | None = None, **kwargs) -> None:
         merged = merged_config(config or {})
         self._erank_text_fn = merged.get("erank_text")
+        self.erank_only = bool(merged.get("erank_only", False))
         super().__init__(config={k: v for k, v in merged.items() if k not in _OWN_KEYS}, **kwargs)
-        if self._erank_text_fn is None and self.OUTPUT_TYPE != "multiple_choice":
+        if self._erank_text_fn is None and (self.erank_only or self.OUTPUT_TYPE != "multiple_choice"):
             raise ValueError(
-                f"task {self.config.task}: without erank_text the base task must be multiple_choice"
+                f"task {self.config.task}: set erank_text (the base task is not multiple_choice, or erank_only is set)"
             )
 
     def erank_text(self, doc: dict) -> str:
@@ -93,8 +105,11 @@ class ErankTask(ConfigurableTask):
         return index
 
     def construct_requests(self, doc: dict, ctx, **kwargs) -> list[Instance]:
-        standard = super().construct_requests(doc, ctx, **kwargs)
-        standard = standard if isinstance(standard, list) else [standard]
+        if self.erank_only:
+            standard = []
+        else:
+            standard = super().construct_requests(doc, ctx, **kwargs)
+            standard = standard if isinstance(standard, list) else [standard]
         kwargs.pop("apply_chat_template", None)
         kwargs.pop("chat_template", None)
         # Listed first, so the evaluator runs `erank` requests first and a model without

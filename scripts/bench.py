@@ -163,10 +163,8 @@ def make_lm(kind: str, model_dir: Path, args: argparse.Namespace, batch_size: in
 def gold_token_ids(lm, task_manager) -> tuple[list[list[int]], list[str]]:
     """Token ids of every erank request the three local erank tasks send, as the model tokenises
     them, and the task of each text (piqa texts first, then openbookqa, then winogrande)."""
-    from lm_eval.tasks import get_task_dict
-
     names = [f"{TASK_PREFIX}_erank_{t}" for t in TASKS]
-    tasks = get_task_dict(names, task_manager)
+    tasks = task_manager.load(names)["tasks"]
     token_ids, owners = [], []
     for name, task in zip(TASKS, (tasks[n] for n in names)):
         for doc in task.eval_docs:

@@ -108,3 +108,22 @@ def test_chat_template_keeps_zero_shot_erank_text(local_tasks):
     assert [i.args[0] for i in erank] == expected[:3]
     contexts = [i.args[0] for i in task.instances if i.request_type != ERANK_REQUEST]
     assert contexts and all(c.startswith("<|user|>") for c in contexts)
+
+
+def test_representation_only_task(tmp_path):
+    register()
+    data = example.write_jsonl(tmp_path / "d.jsonl", [{"text": "first text here"}, {"text": "second one"}])
+    task = ErankTask(config={
+        "task": "texts_only", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}},
+        "test_split": "test", "erank_only": True, "erank_text": "text",
+    })
+    task.build_all_requests()
+    assert [(i.request_type, i.idx, i.args[0]) for i in task.instances] == [
+        (ERANK_REQUEST, 0, "first text here"), (ERANK_REQUEST, 0, "second one")]
+    response = {"entropy_m1": 1.0, "entropy_m0": 2.0, "loss_m1": 3.0, "loss_m0": 4.0, "n_tokens": 3, "truncated": False}
+    metrics = task.process_results({"text": "x"}, [response])
+    assert "acc" not in metrics and metrics["reduced_loss"] == 1.0
+    assert [m["metric"] for m in task.config.metric_list][0] == "diff_erank"
+    with pytest.raises(ValueError, match="erank_text"):
+        ErankTask(config={"task": "t", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}},
+                          "test_split": "test", "erank_only": True})
