@@ -7,6 +7,8 @@ Per-text values arrive as the harness collects them: a list with one entry per d
     arithmetic_mean(x)     = mean_i x_i             algorithm (b), losses, reduced loss
     difference_of_geometric_means([(a_i, b_i)]) = exp(mean log a) - exp(mean log b)
                                                     Diff-eRank (a): a = eRank(M0), b = eRank(M1)
+    ratio_of_geometric_means([(a_i, b_i)])      = exp(mean log b) / exp(mean log a)
+                                                    eRank ratio M1 / M0
 
 Standard errors: closed form for the arithmetic mean (sample std / sqrt(n)); a paired,
 seeded, vectorised bootstrap for the nonlinear aggregations.
@@ -54,6 +56,15 @@ def difference_of_geometric_means(items: Sequence) -> float | None:
         return None
     logs = np.log(values).mean(axis=0)
     return float(np.exp(logs[0]) - np.exp(logs[1]))
+
+
+def ratio_of_geometric_means(items: Sequence) -> float | None:
+    """exp(mean_i log b_i) / exp(mean_i log a_i) for items (a_i, b_i); None if all excluded."""
+    values = _matrix(items)
+    if values is None:
+        return None
+    logs = np.log(values).mean(axis=0)
+    return float(np.exp(logs[1] - logs[0]))
 
 
 def count(items: Sequence) -> float:
@@ -112,5 +123,18 @@ def difference_of_geometric_means_stderr(items: Sequence, iters: int = 1000) -> 
     def statistic(sample: np.ndarray) -> np.ndarray:
         logs = sample.mean(axis=1)
         return np.exp(logs[:, 0]) - np.exp(logs[:, 1])
+
+    return _bootstrap(statistic, np.log(values), iters)
+
+
+def ratio_of_geometric_means_stderr(items: Sequence, iters: int = 1000) -> float | str:
+    """Paired bootstrap standard error of :func:`ratio_of_geometric_means`."""
+    values = _matrix(items)
+    if values is None:
+        return "N/A"
+
+    def statistic(sample: np.ndarray) -> np.ndarray:
+        logs = sample.mean(axis=1)
+        return np.exp(logs[:, 1] - logs[:, 0])
 
     return _bootstrap(statistic, np.log(values), iters)

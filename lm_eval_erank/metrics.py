@@ -7,6 +7,7 @@ Per document (one gold text), from the ``erank`` response of the model:
 | diff_erank      | [eRank_M0, eRank_M1]              | exp(mean H_M0) - exp(mean H_M1)    |
 | erank_m1        | eRank_M1 = exp(H_M1)              | exp(mean H_M1)                     |
 | erank_m0        | eRank_M0                          | exp(mean H_M0)                     |
+| erank_ratio     | [eRank_M0, eRank_M1]              | exp(mean H_M1) / exp(mean H_M0)    |
 | diff_erank_b    | eRank_M0 - eRank_M1               | mean (algorithm (b))               |
 | erank_m1_b      | eRank_M1                          | mean                               |
 | erank_m0_b      | eRank_M0                          | mean                               |
@@ -16,6 +17,10 @@ Per document (one gold text), from the ``erank`` response of the model:
 | erank_truncated | 1 if the text was cut at max_length | sum (a count)                    |
 | erank_tokens    | tokens fed (after truncation)     | mean                               |
 
+With the model argument ``layers=``, each extra hidden-state index i adds
+``diff_erank_layer{i}``, ``erank_m1_layer{i}`` and ``erank_m0_layer{i}`` (aggregated like the
+unsuffixed metrics; the unsuffixed ones are the LM head's input).
+
 A document whose text has no defined eRank (fewer than 2 tokens) contributes ``None`` to
 the eRank metrics and 1 to ``erank_excluded``; aggregations skip ``None``.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -47,6 +53,7 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("diff_erank", agg.difference_of_geometric_means, agg.difference_of_geometric_means_stderr, True),
     MetricSpec("erank_m1", *_GEOMEAN, False),
     MetricSpec("erank_m0", *_GEOMEAN, None),
+    MetricSpec("erank_ratio", agg.ratio_of_geometric_means, agg.ratio_of_geometric_means_stderr, False),
     MetricSpec("diff_erank_b", *_MEAN, True),
     MetricSpec("erank_m1_b", *_MEAN, False),
     MetricSpec("erank_m0_b", *_MEAN, None),
@@ -65,33 +72,51 @@ def _finite_or_none(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def per_document_values(response: Mapping[str, float]) -> dict[str, object]:
-    """Map one ``erank`` response (entropy_m1/m0 in nats, loss_m1/m0, n_tokens, truncated)
-    to the per-doc metric values.
+def _erank_pair(h0, h1) -> tuple[float, float] | None:
+    h0, h1 = _finite_or_none(h0), _finite_or_none(h1)
+    return None if h0 is None or h1 is None else (math.exp(h0), math.exp(h1))
+
+
+def per_document_values(response: Mapping[str, object]) -> dict[str, object]:
+    """Map one ``erank`` response (entropy_m1/m0 in nats, loss_m1/m0, n_tokens, truncated,
+    optional layers {i: {entropy_m1, entropy_m0}}) to the per-doc metric values.
 
     Undefined quantities arrive as None (or NaN from the pure layers) and leave as None.
     """
-    h1 = _finite_or_none(response["entropy_m1"])
-    h0 = _finite_or_none(response["entropy_m0"])
+    pair = _erank_pair(response["entropy_m0"], response["entropy_m1"])
     l1 = _finite_or_none(response["loss_m1"])
     l0 = _finite_or_none(response["loss_m0"])
-    has_erank = h1 is not None and h0 is not None
-    e1 = math.exp(h1) if has_erank else None
-    e0 = math.exp(h0) if has_erank else None
-    return {
-        "diff_erank": [e0, e1] if has_erank else None,
+    e0, e1 = pair if pair else (None, None)
+    values = {
+        "diff_erank": list(pair) if pair else None,
         "erank_m1": e1,
         "erank_m0": e0,
-        "diff_erank_b": e0 - e1 if has_erank else None,
+        "erank_ratio": list(pair) if pair else None,
+        "diff_erank_b": e0 - e1 if pair else None,
         "erank_m1_b": e1,
         "erank_m0_b": e0,
         "reduced_loss": l0 - l1 if l1 is not None and l0 is not None else None,
         "loss_m1": l1,
         "loss_m0": l0,
-        "erank_excluded": 0 if has_erank else 1,
+        "erank_excluded": 0 if pair else 1,
         "erank_truncated": int(bool(response["truncated"])),
         "erank_tokens": int(response["n_tokens"]),
     }
+    for layer, entropies in (response.get("layers") or {}).items():
+        layer_pair = _erank_pair(entropies["entropy_m0"], entropies["entropy_m1"])
+        values[f"diff_erank_layer{layer}"] = list(layer_pair) if layer_pair else None
+        values[f"erank_m1_layer{layer}"] = layer_pair[1] if layer_pair else None
+        values[f"erank_m0_layer{layer}"] = layer_pair[0] if layer_pair else None
+    return values
+
+
+LAYER_METRIC = re.compile(r"^(diff_erank|erank_m1|erank_m0)_layer\d+$")
+
+
+def layer_metric_base(name: str) -> str | None:
+    """``diff_erank`` for ``diff_erank_layer12`` etc.; None for other names."""
+    match = LAYER_METRIC.match(name)
+    return match.group(1) if match else None
 
 
 def metric_list_entries() -> list[dict]:

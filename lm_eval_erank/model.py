@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
 from lm_eval.api.instance import Instance
@@ -12,10 +11,14 @@ from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
 from . import __version__
-from .representations import NonFiniteModelOutputError, text_statistics
-from .twin import build_random_twin, check_twin_supported, parameter_checksum, validate_seed
+from .api import TwinProvider, encode_texts, pair_statistics
+from .m0_cache import default_directory
+from .representations import NonFiniteModelOutputError, num_layers, parse_layers
+from .twin import check_twin_supported, validate_seed
 
 logger = logging.getLogger("lm_eval.erank.model")
+
+_OFF = {"off", "none", "false", "0", ""}
 
 
 @register_model("hf-erank", "erank")
@@ -26,11 +29,18 @@ class ErankHFLM(HFLM):
         m0_seed: seed of the random twin M0 (default: ``torch.initial_seed()``, i.e. the torch
             seed lm-eval set from ``--seed``).
         m0_device: device for M0 (default: M1's device), for when both do not fit on one.
+        layers: hidden states to measure besides the LM head's input: ``last`` (default),
+            ``paper``, ``all`` or indices joined by ':' (0 = embeddings, i = block i).
+        m0_cache: directory of M0's cached per-text results (default: see m0_cache.py),
+            or ``off``.
 
     The loglikelihood and generation paths are HFLM's, untouched.
     """
 
-    def __init__(self, *args, m0_seed: int | str | None = None, m0_device: str | None = None, **kwargs) -> None:
+    OWN_ARGUMENTS = ("m0_seed", "m0_device", "layers", "m0_cache")
+
+    def __init__(self, *args, m0_seed: int | str | None = None, m0_device: str | None = None,
+                 layers: str = "last", m0_cache: str | None = None, **kwargs) -> None:
         seed = validate_seed(torch.initial_seed() if m0_seed is None else m0_seed)
         try:
             super().__init__(*args, **kwargs)
@@ -45,17 +55,32 @@ class ErankHFLM(HFLM):
         if self.backend != "causal":
             raise ValueError("hf-erank needs a decoder-only causal LM (backend 'causal'); got an encoder-decoder")
         check_twin_supported(self.model)
+        self.layers = parse_layers(str(layers), num_layers(self.model))
         self._use_cpu_processes_as_data_parallel_ranks()
-        self.m0_seed = seed
-        self.m0 = build_random_twin(self.model, seed, device=m0_device)
-        self.m0_checksum = parameter_checksum(self.m0)
-        self._check_same_m0_on_every_rank()
+        cache_dir = default_directory() if m0_cache is None else None if str(m0_cache).lower() in _OFF else m0_cache
+        self.twin = TwinProvider(self.model, seed, device=m0_device, cache_dir=cache_dir)
+        # Built now, even when the cache may hold every result: a twin that cannot be built
+        # (no memory, a config that does not re-instantiate) fails before any request runs.
+        self.twin.model  # noqa: B018
+        if self.world_size > 1:
+            self._check_same_m0_on_every_rank()
 
-    OWN_ARGUMENTS = ("m0_seed", "m0_device")
+    @property
+    def m0(self):
+        """The random twin M0."""
+        return self.twin.model
+
+    @property
+    def m0_seed(self) -> int:
+        return self.twin.seed
+
+    @property
+    def m0_checksum(self) -> str:
+        return self.twin.checksum
 
     def _use_cpu_processes_as_data_parallel_ranks(self) -> None:
-        """HFLM counts data-parallel ranks only on GPUs; under ``accelerate launch --cpu``
-        every process would evaluate every doc and write its own files. Use the ranks."""
+        """HFLM counts data-parallel ranks only on GPUs; under ``torchrun``/``accelerate`` with
+        CPU processes every process would evaluate every doc and write its own files."""
         accelerator = getattr(self, "accelerator", None)
         if accelerator is not None and accelerator.num_processes > 1 and self._world_size == 1:
             self._rank = accelerator.process_index
@@ -64,8 +89,6 @@ class ErankHFLM(HFLM):
             logger.info("erank: data parallel over %d CPU processes (rank %d)", self._world_size, self._rank)
 
     def _check_same_m0_on_every_rank(self) -> None:
-        if self.world_size <= 1:
-            return
         checksums = [None] * self.world_size
         torch.distributed.all_gather_object(checksums, self.m0_checksum)
         if len(set(checksums)) != 1:
@@ -77,54 +100,36 @@ class ErankHFLM(HFLM):
     # ---- the erank request -------------------------------------------------------------
 
     def erank_token_ids(self, text: str) -> tuple[list[int], bool]:
-        """Token ids of ``text`` with the tokenizer's default special tokens, cut to max_length.
-
-        ``add_bos_token=True`` (an ``hf`` argument) prepends BOS when the tokenizer does not.
-        Returns the ids and whether they were truncated (the end of the text is dropped).
-        """
-        ids = list(self.tokenizer(text)["input_ids"])
-        bos = self.tokenizer.bos_token_id
-        if self.add_bos_token and bos is not None and (not ids or ids[0] != bos):
-            ids = [bos] + ids
-        truncated = len(ids) > self.max_length
-        return ids[: self.max_length], truncated
+        """Token ids of ``text`` as the ``erank`` request feeds them, and whether they were cut."""
+        ids, truncated = encode_texts(self.tokenizer, [text], self.max_length, bool(self.add_bos_token))
+        return ids[0], truncated[0]
 
     def erank(self, requests: list[Instance], disable_tqdm: bool = False) -> list[dict]:
         """Per request (one text): entropy and mean token loss under M1 and M0, token count.
 
-        Returns plain dicts {entropy_m1, entropy_m0, loss_m1, loss_m0, n_tokens, truncated};
-        undefined values (texts with fewer than 2 tokens) are None.
+        Returns plain dicts {entropy_m1, entropy_m0, loss_m1, loss_m0, n_tokens, truncated,
+        layers: {i: {entropy_m1, entropy_m0}}}; undefined values are None.
         """
         if not requests:
             return []
-        encoded = [self.erank_token_ids(req.args[0]) for req in requests]
-        token_ids = [ids for ids, _ in encoded]
-        self._warn_truncated(requests, [truncated for _, truncated in encoded])
-        batch_size = self._erank_batch_size(max(len(t) for t in token_ids))
+        ids, truncated = encode_texts(self.tokenizer, [r.args[0] for r in requests], self.max_length,
+                                      bool(self.add_bos_token))
+        self._warn_truncated(requests, truncated)
+        batch_size = self._erank_batch_size(max(len(t) for t in ids))
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        stats = {}
-        with tqdm(total=2 * len(token_ids), desc="Running erank requests", disable=disable_tqdm or self.rank != 0) as bar:
-            for name, model in (("M1", self.model), ("M0", self.m0)):
-                try:
-                    stats[name] = text_statistics(model, token_ids, batch_size, pad_id, model_name=name, progress=bar.update)
-                except NonFiniteModelOutputError as err:
-                    req = requests[err.text_index]
-                    raise NonFiniteModelOutputError(
-                        f"task {req.task_name}, doc {req.doc_id}: {err}", text_index=err.text_index
-                    ) from None
-        results = []
-        for i, (ids, truncated) in enumerate(encoded):
-            results.append(
-                {
-                    "entropy_m1": _float_or_none(stats["M1"].entropy[i]),
-                    "entropy_m0": _float_or_none(stats["M0"].entropy[i]),
-                    "loss_m1": _float_or_none(stats["M1"].loss[i]),
-                    "loss_m0": _float_or_none(stats["M0"].loss[i]),
-                    "n_tokens": len(ids),
-                    "truncated": truncated,
-                }
-            )
-        return results
+        with tqdm(total=2 * len(ids), desc="Running erank requests", disable=disable_tqdm or self.rank != 0) as bar:
+            try:
+                result = pair_statistics(self.model, self.twin, ids, truncated, batch_size, pad_id,
+                                         self.layers, progress=bar.update)
+            except NonFiniteModelOutputError as err:
+                req = requests[err.text_index]
+                raise NonFiniteModelOutputError(
+                    f"task {req.task_name}, doc {req.doc_id}: {err}", text_index=err.text_index
+                ) from None
+        return [
+            {key: value for key, value in row.items() if key != "layers" or value}
+            for row in result.per_text()
+        ]
 
     def _warn_truncated(self, requests: list[Instance], truncated: list[bool]) -> None:
         per_task: dict[str, list[int]] = {}
@@ -150,11 +155,13 @@ class ErankHFLM(HFLM):
         """Largest batch (<= max_batch_size) for which M1 and M0 forwards fit at the longest text."""
         from accelerate.utils import find_executable_batch_size
 
+        from .representations import text_statistics
+
         @find_executable_batch_size(starting_batch_size=self.max_batch_size)
         def probe(batch_size: int) -> int:
             ids = [[1] * longest for _ in range(batch_size)]
             for model in (self.model, self.m0):
-                text_statistics(model, ids, batch_size, 0)
+                text_statistics(model, ids, batch_size, 0, layers=self.layers)
             return batch_size
 
         batch_size = probe()
@@ -170,14 +177,11 @@ class ErankHFLM(HFLM):
             {
                 "erank_m0_seed": self.m0_seed,
                 "erank_m0_checksum": self.m0_checksum,
-                "erank_m0_device": str(next(self.m0.parameters()).device),
+                "erank_m0_device": str(self.twin.device or next(self.model.parameters()).device),
                 "erank_dtype": str(self.model.dtype),
+                "erank_layers": list(self.layers),
+                "erank_m0_cache": str(self.twin.cache.path) if self.twin.cache else None,
                 "lm_eval_erank_version": __version__,
             }
         )
         return info
-
-
-def _float_or_none(value: torch.Tensor) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None

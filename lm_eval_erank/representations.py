@@ -33,10 +33,44 @@ class NonFiniteModelOutputError(ValueError):
 
 @dataclass(frozen=True)
 class TextStatistics:
-    """Per-text results of one model, in the order of the input texts (float64, NaN = undefined)."""
+    """Per-text results of one model, in the order of the input texts (float64, NaN = undefined).
 
-    entropy: torch.Tensor
+    layer_entropy maps a hidden-state index (see :func:`num_layers`) to (n_texts,) entropies;
+    it always holds the last index, the LM head's input.
+    """
+
+    layer_entropy: dict[int, torch.Tensor]
     loss: torch.Tensor
+    last_layer: int
+
+    @property
+    def entropy(self) -> torch.Tensor:
+        """(n_texts,) entropy of the LM head's input."""
+        return self.layer_entropy[self.last_layer]
+
+
+def num_layers(model: torch.nn.Module) -> int:
+    """L, the number of transformer blocks. Hidden-state indices: 0 = the embeddings output,
+    i = the output of block i, L = the LM head's input (after the final norm)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return int(config.num_hidden_layers)
+
+
+def parse_layers(spec, n_layers: int) -> tuple[int, ...]:
+    """Hidden-state indices from ``last`` | ``paper`` (1, L//2, L: first block, middle, last)
+    | ``all`` (0..L) | indices joined by ':' (e.g. ``0:12:24``) | a sequence of ints."""
+    if isinstance(spec, str):
+        named = {"last": (n_layers,), "paper": (1, n_layers // 2, n_layers), "all": tuple(range(n_layers + 1))}
+        if spec in named:
+            return tuple(sorted(set(named[spec])))
+        try:
+            spec = [int(part) for part in spec.split(":")]
+        except ValueError:
+            raise ValueError(f"layers must be last, paper, all or indices joined by ':' (e.g. 0:6:12), got {spec!r}") from None
+    layers = tuple(sorted(set(int(i) for i in spec)))
+    if not layers or layers[0] < 0 or layers[-1] > n_layers:
+        raise ValueError(f"layer indices must lie in [0, {n_layers}] (0 = embeddings, {n_layers} = LM head input), got {spec!r}")
+    return layers
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -103,8 +137,10 @@ def text_statistics(
     pad_id: int,
     model_name: str = "model",
     progress: Callable[[int], None] | None = None,
+    layers: Sequence[int] = (),
 ) -> TextStatistics:
-    """Entropy of the LM head's input and mean token loss for every text, one forward per batch.
+    """Entropy of the LM head's input (and of other hidden states) and mean token loss for
+    every text, one forward per batch.
 
     Args:
         model: a transformers causal LM (``get_output_embeddings()`` must be its LM head).
@@ -113,35 +149,43 @@ def text_statistics(
         pad_id: id used for right padding (masked out everywhere).
         model_name: how errors name the model (e.g. "M1", "M0").
         progress: called with the number of texts finished after each batch.
+        layers: extra hidden-state indices (see :func:`num_layers`), from the same forward.
 
     Raises NonFiniteModelOutputError naming the text index and the model when a hidden
     state or loss is not finite.
     """
     device = next(model.parameters()).device
-    entropy = torch.full((len(token_ids),), torch.nan, dtype=torch.float64)
-    loss = torch.full((len(token_ids),), torch.nan, dtype=torch.float64)
+    last = num_layers(model)
+    wanted = sorted(set(layers) | {last})
+    n = len(token_ids)
+    entropy = {layer: torch.full((n,), torch.nan, dtype=torch.float64) for layer in wanted}
+    loss = torch.full((n,), torch.nan, dtype=torch.float64)
+    need_hidden = any(layer != last for layer in wanted)
     take_states, remove_hook = _lm_head_input_hook(model)
     try:
         for batch in length_sorted_batches([len(t) for t in token_ids], batch_size):
             input_ids, mask = pad_right([token_ids[i] for i in batch], pad_id, device)
-            logits = model(input_ids=input_ids, attention_mask=mask.long()).logits
-            states = take_states()
-            try:
-                batch_entropy = matrix_entropy(states, mask)
-            except NonFiniteRepresentationError as err:
-                raise _non_finite(batch[err.text_index], model_name, "hidden states", model) from err
-            batch_loss = token_losses(logits, input_ids, mask)
+            out = model(input_ids=input_ids, attention_mask=mask.long(), output_hidden_states=need_hidden)
+            states = {last: take_states()}
+            if need_hidden:
+                states.update({layer: out.hidden_states[layer] for layer in wanted if layer != last})
+            index = torch.as_tensor(batch)
+            for layer in wanted:
+                try:
+                    entropy[layer][index] = matrix_entropy(states[layer], mask).cpu()
+                except NonFiniteRepresentationError as err:
+                    where = "hidden states" if layer == last else f"hidden states of layer {layer}"
+                    raise _non_finite(batch[err.text_index], model_name, where, model) from err
+            batch_loss = token_losses(out.logits, input_ids, mask)
             bad_loss = torch.isinf(batch_loss) | (torch.isnan(batch_loss) & (mask.sum(1) >= 2))
             if bool(bad_loss.any()):
                 raise _non_finite(batch[int(bad_loss.nonzero()[0])], model_name, "logits", model)
-            index = torch.as_tensor(batch)
-            entropy[index] = batch_entropy.cpu()
             loss[index] = batch_loss.cpu()
             if progress is not None:
                 progress(len(batch))
     finally:
         remove_hook()
-    return TextStatistics(entropy=entropy, loss=loss)
+    return TextStatistics(layer_entropy=entropy, loss=loss, last_layer=last)
 
 
 def _non_finite(text_index: int, model_name: str, what: str, model: torch.nn.Module) -> NonFiniteModelOutputError:

@@ -31,7 +31,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 from lm_eval.tasks._yaml_loader import load_yaml
 
-from .metrics import METRIC_NAMES, metric_list_entries, per_document_values
+from .metrics import METRIC_NAMES, layer_metric_base, metric_list_entries, per_document_values
 
 ERANK_REQUEST = "erank"
 LM_EVAL_TASKS_DIR = Path(lm_eval.tasks.__file__).parent
@@ -123,7 +123,29 @@ class ErankTask(ConfigurableTask):
         )
         return [erank, *standard]
 
+    def aggregation(self) -> dict:
+        """The configured aggregations; per-layer metrics (``diff_erank_layer12`` ...) use
+        their base metric's (they appear only when the model was given ``layers=``)."""
+        return _LayerMetrics(super().aggregation())
+
+    def higher_is_better(self) -> dict:
+        return _LayerMetrics(super().higher_is_better())
+
     def process_results(self, doc: dict, results: list) -> dict:
         metrics = super().process_results(doc, results[:-1]) if len(results) > 1 else {}
         metrics.update(per_document_values(results[-1]))
         return metrics
+
+
+class _LayerMetrics(dict):
+    def __missing__(self, key: str):
+        base = layer_metric_base(key)
+        if base is None:
+            raise KeyError(key)
+        return self[base]
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default

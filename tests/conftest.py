@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests never write to the user's cache: one fresh M0 results cache per test session.
+os.environ["LM_EVAL_ERANK_CACHE"] = tempfile.mkdtemp(prefix="erank-m0-cache-")
 
 from lm_eval_erank import example  # noqa: E402
 
@@ -92,5 +95,8 @@ def run_cli(args: list[str], output_dir: Path, module: str = "lm_eval_erank", ch
 
 
 def model_args(model_dir: Path, **extra) -> str:
+    """--model_args for a local model; M0's results cache is off unless a test turns it on,
+    so every run really computes M0."""
+    extra = {"m0_cache": "off", **extra}
     parts = [f"pretrained={model_dir}", "dtype=float32"] + [f"{k}={v}" for k, v in extra.items()]
     return ",".join(parts)

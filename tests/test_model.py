@@ -19,6 +19,7 @@ def _requests(texts):
 
 def _model(path, **kwargs):
     register()
+    kwargs.setdefault("m0_cache", "off")  # compute M0 for real in every test here
     return ErankHFLM(pretrained=str(path), dtype="float32", device="cpu", **kwargs)
 
 

@@ -1,0 +1,246 @@
+"""Diff-eRank outside the harness, and the one implementation the harness uses too (no lm-eval).
+
+    from lm_eval_erank import diff_erank
+    result = diff_erank(model, tokenizer, texts, m0_seed=0, layers="paper", batch_size=16)
+    result.diff_erank(), result.reduced_loss(), result.per_text()[0]
+
+``model`` is an already-loaded transformers causal LM (M1); M0 is its random twin (built
+from its config, or passed in). Per text: the entropy of chosen hidden states and the mean
+token loss under both models; over the texts: both eRank aggregations, Diff-eRank, the
+ratio, the reduced loss and the counts (see README "Reported metrics").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import aggregation as agg
+from .m0_cache import M0Cache, model_key
+from .representations import TextStatistics, num_layers, parse_layers, text_statistics
+from .twin import build_random_twin, parameter_checksum, validate_seed
+
+
+def encode_texts(tokenizer, texts: Sequence[str], max_length: int, add_bos_token: bool = False):
+    """Token ids per text with the tokenizer's default special tokens, cut to ``max_length``
+    (the first tokens are kept). ``add_bos_token`` prepends BOS where the tokenizer does not.
+
+    Returns (ids: list[list[int]], truncated: list[bool]).
+    """
+    encoded = tokenizer(list(texts))["input_ids"] if texts else []
+    bos = tokenizer.bos_token_id
+    ids, truncated = [], []
+    for seq in encoded:
+        seq = list(seq)
+        if add_bos_token and bos is not None and (not seq or seq[0] != bos):
+            seq = [bos] + seq
+        truncated.append(len(seq) > max_length)
+        ids.append(seq[:max_length])
+    return ids, truncated
+
+
+class TwinProvider:
+    """M0 for one M1, built on first use (or given), with an optional on-disk results cache."""
+
+    def __init__(self, m1, seed: int, device=None, m0=None, cache_dir: str | Path | None = None):
+        self.m1, self.seed, self.device = m1, validate_seed(seed), device
+        self._m0 = m0
+        self._checksum = None
+        self.cache = None
+        if cache_dir is not None:
+            device_type = torch.device(device).type if device is not None else next(m1.parameters()).device.type
+            self.cache = M0Cache(cache_dir, model_key(m1.config, self.seed, m1.dtype, device_type))
+
+    @property
+    def built(self) -> bool:
+        return self._m0 is not None
+
+    @property
+    def model(self):
+        if self._m0 is None:
+            self._m0 = build_random_twin(self.m1, self.seed, device=self.device)
+        return self._m0
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of M0's weights (from the cache when M0 was never needed)."""
+        if self._checksum is None:
+            if not self.built and self.cache is not None and self.cache.m0_checksum:
+                self._checksum = self.cache.m0_checksum
+            else:
+                self._checksum = parameter_checksum(self.model)
+        return self._checksum
+
+    def statistics(self, token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
+                   progress: Callable[[int], None] | None = None) -> TextStatistics:
+        """M0's per-text statistics, computed only for texts the cache does not hold."""
+        last = num_layers(self.m1)
+        wanted = sorted(set(layers) | {last})
+        if self.cache is None:
+            return text_statistics(self.model, token_ids, batch_size, pad_id, "M0", progress, wanted)
+        loss, entropy, hit = self.cache.lookup(token_ids, wanted)
+        if progress is not None:
+            progress(int(hit.sum()))
+        missing = [i for i in range(len(token_ids)) if not hit[i]]
+        if missing:
+            fresh = text_statistics(self.model, [token_ids[i] for i in missing], batch_size, pad_id, "M0", progress, wanted)
+            index = torch.as_tensor(missing)
+            loss[index] = fresh.loss
+            for layer in wanted:
+                entropy[layer][index] = fresh.layer_entropy[layer]
+            self.cache.store([token_ids[i] for i in missing], fresh.loss, fresh.layer_entropy, self.checksum)
+        return TextStatistics(layer_entropy=entropy, loss=loss, last_layer=last)
+
+
+@dataclass(frozen=True)
+class DiffErankResult:
+    """Per-text values (tensors over texts, float64, NaN = undefined) and their aggregations.
+
+    ``layers`` are hidden-state indices (0 = embeddings, i = block i, L = LM head input);
+    ``entropy_m1[layer]`` / ``entropy_m0[layer]`` are (n_texts,) entropies in nats.
+    """
+
+    entropy_m1: dict[int, torch.Tensor]
+    entropy_m0: dict[int, torch.Tensor]
+    loss_m1: torch.Tensor
+    loss_m0: torch.Tensor
+    n_tokens: list[int]
+    truncated: list[bool]
+    last_layer: int
+    m0_seed: int
+    m0_checksum: str
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return tuple(sorted(self.entropy_m1))
+
+    def _pairs(self, layer: int | None) -> list:
+        layer = self.last_layer if layer is None else layer
+        return [None if math.isnan(h0) or math.isnan(h1) else (math.exp(h0), math.exp(h1))
+                for h0, h1 in zip(self.entropy_m0[layer].tolist(), self.entropy_m1[layer].tolist())]
+
+    @property
+    def excluded(self) -> int:
+        """Texts without a defined eRank (fewer than 2 tokens, or no spread)."""
+        return sum(p is None for p in self._pairs(None))
+
+    def erank_m1(self, layer: int | None = None) -> float | None:
+        """exp(mean H(M1)) (algorithm (a))."""
+        return agg.geometric_mean([None if p is None else p[1] for p in self._pairs(layer)])
+
+    def erank_m0(self, layer: int | None = None) -> float | None:
+        return agg.geometric_mean([None if p is None else p[0] for p in self._pairs(layer)])
+
+    def diff_erank(self, layer: int | None = None) -> float | None:
+        """exp(mean H(M0)) - exp(mean H(M1)) over texts with a defined eRank."""
+        return agg.difference_of_geometric_means(self._pairs(layer))
+
+    def diff_erank_b(self, layer: int | None = None) -> float | None:
+        """Algorithm (b): mean over texts of eRank(M0) - eRank(M1)."""
+        return agg.arithmetic_mean([None if p is None else p[0] - p[1] for p in self._pairs(layer)])
+
+    def erank_ratio(self, layer: int | None = None) -> float | None:
+        """exp(mean H(M1)) / exp(mean H(M0)): the size-normalised companion of Diff-eRank."""
+        return agg.ratio_of_geometric_means(self._pairs(layer))
+
+    def reduced_loss(self) -> float | None:
+        """mean over texts of L(M0) - L(M1)."""
+        return agg.arithmetic_mean([None if math.isnan(a) or math.isnan(b) else a - b
+                                    for a, b in zip(self.loss_m0.tolist(), self.loss_m1.tolist())])
+
+    def summary(self) -> dict:
+        """Dataset values of every metric (layer metrics suffixed ``_layer{i}``)."""
+        out = {
+            "diff_erank": self.diff_erank(), "erank_m1": self.erank_m1(), "erank_m0": self.erank_m0(),
+            "diff_erank_b": self.diff_erank_b(), "erank_ratio": self.erank_ratio(),
+            "reduced_loss": self.reduced_loss(),
+            "loss_m1": agg.arithmetic_mean([None if math.isnan(x) else x for x in self.loss_m1.tolist()]),
+            "loss_m0": agg.arithmetic_mean([None if math.isnan(x) else x for x in self.loss_m0.tolist()]),
+            "erank_excluded": self.excluded, "erank_truncated": sum(self.truncated), "texts": len(self.n_tokens),
+        }
+        for layer in self.layers:
+            if layer != self.last_layer:
+                out[f"diff_erank_layer{layer}"] = self.diff_erank(layer)
+                out[f"erank_m1_layer{layer}"] = self.erank_m1(layer)
+                out[f"erank_m0_layer{layer}"] = self.erank_m0(layer)
+        return out
+
+    def per_text(self) -> list[dict]:
+        """One dict per text: entropies (nats, per layer), losses, token count, truncation; None = undefined."""
+        def value(x: float) -> float | None:
+            return None if math.isnan(x) else x
+
+        rows = []
+        for i, n in enumerate(self.n_tokens):
+            rows.append({
+                "entropy_m1": value(float(self.entropy_m1[self.last_layer][i])),
+                "entropy_m0": value(float(self.entropy_m0[self.last_layer][i])),
+                "loss_m1": value(float(self.loss_m1[i])),
+                "loss_m0": value(float(self.loss_m0[i])),
+                "n_tokens": n,
+                "truncated": self.truncated[i],
+                "layers": {layer: {"entropy_m1": value(float(self.entropy_m1[layer][i])),
+                                   "entropy_m0": value(float(self.entropy_m0[layer][i]))}
+                           for layer in self.layers if layer != self.last_layer},
+            })
+        return rows
+
+
+def pair_statistics(m1, twin: TwinProvider, token_ids, truncated, batch_size: int, pad_id: int,
+                    layers: Sequence[int] = (), progress: Callable[[int], None] | None = None) -> DiffErankResult:
+    """Run M1 and M0 over pre-tokenised texts: the shared core of the harness and the API."""
+    s1 = text_statistics(m1, token_ids, batch_size, pad_id, "M1", progress, layers)
+    s0 = twin.statistics(token_ids, batch_size, pad_id, layers, progress)
+    return DiffErankResult(
+        entropy_m1=s1.layer_entropy, entropy_m0=s0.layer_entropy, loss_m1=s1.loss, loss_m0=s0.loss,
+        n_tokens=[len(t) for t in token_ids], truncated=list(truncated), last_layer=s1.last_layer,
+        m0_seed=twin.seed, m0_checksum=twin.checksum,
+    )
+
+
+def diff_erank(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    m0_seed: int = 0,
+    m0=None,
+    m0_device=None,
+    layers="last",
+    batch_size: int = 16,
+    max_length: int | None = None,
+    add_bos_token: bool = False,
+    m0_cache: str | Path | None = None,
+) -> DiffErankResult:
+    """Diff-eRank of an already-loaded causal LM on ``texts``.
+
+    Args:
+        model: M1, a transformers causal LM (in eval mode; its dtype and device are used).
+        tokenizer: its tokenizer (default special tokens are added, as the paper does).
+        texts: the texts; each is cut to ``max_length`` tokens (default: the config's
+            ``max_position_embeddings``/``n_positions``).
+        m0_seed: seed of the random twin M0 (ignored when ``m0`` is given).
+        m0: an already-built twin to reuse (e.g. across calls); default: built from the config.
+        m0_device: where to build M0 (default: M1's device).
+        layers: ``last`` | ``paper`` | ``all`` | ``"0:6:12"`` | a sequence of hidden-state indices.
+        batch_size: texts per forward.
+        add_bos_token: prepend BOS where the tokenizer does not add it.
+        m0_cache: a directory for M0's per-text results (see m0_cache.py), or None.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        if max_length is None:
+            config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+            max_length = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
+        wanted = parse_layers(layers, num_layers(model))
+        ids, truncated = encode_texts(tokenizer, texts, max_length, add_bos_token)
+        twin = TwinProvider(model, m0_seed, device=m0_device, m0=m0, cache_dir=m0_cache)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        return pair_statistics(model, twin, ids, truncated, batch_size, pad_id, wanted)
+    finally:
+        model.train(was_training)

@@ -1,0 +1,114 @@
+"""On-disk cache of the random twin's per-text results (JSON, no pickle; no lm-eval).
+
+M0's per-text entropies and losses depend only on the architecture config, the seed, the
+dtype, the device type, the token ids, the requested layers and the library versions. A
+sweep over checkpoints of one architecture therefore pays for M0 once: the first run
+computes and stores them, later runs read them (and need not even build M0).
+
+Layout: ``<directory>/<model key>.json`` = {"key": {...what the key hashes...},
+"m0_checksum": str | null, "texts": {sha256(token ids): {"loss": float | null,
+"entropy": {layer: float | null}}}}. Files are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import transformers
+
+from . import __version__
+
+# Config fields that name or describe the checkpoint, not the architecture.
+_NOT_ARCHITECTURE = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "_commit_hash"}
+_FLOAT_NONE = float("nan")
+
+
+def default_directory() -> Path:
+    """``$LM_EVAL_ERANK_CACHE``, else ``$XDG_CACHE_HOME/lm_eval_erank/m0``, else ``~/.cache/...``."""
+    if os.environ.get("LM_EVAL_ERANK_CACHE"):
+        return Path(os.environ["LM_EVAL_ERANK_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "lm_eval_erank" / "m0"
+
+
+def model_key(config, seed: int, dtype: torch.dtype, device_type: str) -> dict:
+    """What identifies M0's outputs apart from the texts: architecture, seed, dtype, device
+    type, library versions."""
+    architecture = {k: v for k, v in sorted(config.to_dict().items()) if k not in _NOT_ARCHITECTURE}
+    return {
+        "architecture": architecture,
+        "seed": int(seed),
+        "dtype": str(dtype),
+        "device_type": device_type,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "lm_eval_erank": __version__},
+    }
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def text_key(token_ids: Sequence[int]) -> str:
+    return hashlib.sha256(json.dumps(list(token_ids)).encode()).hexdigest()
+
+
+class M0Cache:
+    """Per-text M0 results for one model key, read once and written back atomically."""
+
+    def __init__(self, directory: str | os.PathLike, key: dict):
+        self.path = Path(directory) / f"{_digest(key)}.json"
+        self.key = key
+        self.m0_checksum: str | None = None
+        self._texts: dict[str, dict] = {}
+        if self.path.is_file():
+            stored = json.loads(self.path.read_text(encoding="utf-8"))
+            if stored.get("key") == json.loads(json.dumps(key, sort_keys=True, default=str)):
+                self._texts = stored.get("texts", {})
+                self.m0_checksum = stored.get("m0_checksum")
+
+    def lookup(self, token_ids: Sequence[Sequence[int]], layers: Sequence[int]):
+        """(loss (n,), {layer: entropy (n,)}, hit mask (n,)) with NaN where missing/undefined."""
+        n = len(token_ids)
+        loss = torch.full((n,), _FLOAT_NONE, dtype=torch.float64)
+        entropy = {layer: torch.full((n,), _FLOAT_NONE, dtype=torch.float64) for layer in layers}
+        hit = torch.zeros(n, dtype=torch.bool)
+        for i, ids in enumerate(token_ids):
+            entry = self._texts.get(text_key(ids))
+            if entry is None or not all(str(layer) in entry["entropy"] for layer in layers):
+                continue
+            hit[i] = True
+            loss[i] = _from_json(entry["loss"])
+            for layer in layers:
+                entropy[layer][i] = _from_json(entry["entropy"][str(layer)])
+        return loss, entropy, hit
+
+    def store(self, token_ids: Sequence[Sequence[int]], loss: torch.Tensor, entropy: dict[int, torch.Tensor],
+              m0_checksum: str | None) -> None:
+        for i, ids in enumerate(token_ids):
+            entry = self._texts.setdefault(text_key(ids), {"loss": None, "entropy": {}})
+            entry["loss"] = _to_json(loss[i])
+            entry["entropy"].update({str(layer): _to_json(values[i]) for layer, values in entropy.items()})
+        if m0_checksum is not None:
+            self.m0_checksum = m0_checksum
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps({"key": self.key, "m0_checksum": self.m0_checksum, "texts": self._texts},
+                             sort_keys=True, default=str, allow_nan=False)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(payload)
+        os.replace(tmp, self.path)
+
+
+def _to_json(value: torch.Tensor) -> float | None:
+    value = float(value)
+    return value if value == value else None  # NaN (undefined) -> null
+
+
+def _from_json(value) -> float:
+    return _FLOAT_NONE if value is None else float(value)
