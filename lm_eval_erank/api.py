@@ -43,6 +43,12 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int, add_bos_token
     return ids, truncated
 
 
+def default_max_length(model) -> int:
+    """The config's context length (``max_position_embeddings`` / ``n_positions``), else 2048."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
+
+
 class TwinProvider:
     """M0 for one M1, built on first use (or given), with an optional on-disk results cache."""
 
@@ -190,16 +196,21 @@ class DiffErankResult:
         return rows
 
 
+def combine(s1: TextStatistics, s0: TextStatistics, token_ids, truncated, m0_seed: int, m0_checksum: str) -> DiffErankResult:
+    """The result object from M1's and M0's per-text statistics over the same texts."""
+    return DiffErankResult(
+        entropy_m1=s1.layer_entropy, entropy_m0=s0.layer_entropy, loss_m1=s1.loss, loss_m0=s0.loss,
+        n_tokens=[len(t) for t in token_ids], truncated=list(truncated), last_layer=s1.last_layer,
+        m0_seed=m0_seed, m0_checksum=m0_checksum,
+    )
+
+
 def pair_statistics(m1, twin: TwinProvider, token_ids, truncated, batch_size: int, pad_id: int,
                     layers: Sequence[int] = (), progress: Callable[[int], None] | None = None) -> DiffErankResult:
     """Run M1 and M0 over pre-tokenised texts: the shared core of the harness and the API."""
     s1 = text_statistics(m1, token_ids, batch_size, pad_id, "M1", progress, layers)
     s0 = twin.statistics(token_ids, batch_size, pad_id, layers, progress)
-    return DiffErankResult(
-        entropy_m1=s1.layer_entropy, entropy_m0=s0.layer_entropy, loss_m1=s1.loss, loss_m0=s0.loss,
-        n_tokens=[len(t) for t in token_ids], truncated=list(truncated), last_layer=s1.last_layer,
-        m0_seed=twin.seed, m0_checksum=twin.checksum,
-    )
+    return combine(s1, s0, token_ids, truncated, twin.seed, twin.checksum)
 
 
 def diff_erank(
@@ -234,9 +245,7 @@ def diff_erank(
     was_training = model.training
     model.eval()
     try:
-        if max_length is None:
-            config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-            max_length = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
+        max_length = max_length or default_max_length(model)
         wanted = parse_layers(layers, num_layers(model))
         ids, truncated = encode_texts(tokenizer, texts, max_length, add_bos_token)
         twin = TwinProvider(model, m0_seed, device=m0_device, m0=m0, cache_dir=m0_cache)

@@ -182,24 +182,27 @@ def test_comparison_table_shows_paper_values_beside_ours(reproduced):
         assert r["diff_erank_paper"] == float(PAPER_VALUES[(r["task"], r["model"])][0])
 
 
-def test_reproduce_reuses_results_and_survives_a_failing_model(reproduced, tmp_path):
+def test_reproduce_reuses_results_and_survives_a_failing_model(reproduced, tmp_path, capsys):
     out, stdout, _ = reproduced
+    rp = load_script("reproduce_paper")
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     models = ",".join(f"{name}=unused" for name in STAND_INS)
     common = ["--tasks", "erank_piqa,erank_openbookqa", "--task-map", ",".join(f"{k}={v}" for k, v in TASK_MAP.items()),
-              "--limit", 4, "--no-plot", "--python", shutil.which("false") or "/bin/false"]
+              "--limit", "4", "--no-plot", "--python", shutil.which("false") or "/bin/false"]
+    piqa = "erank_piqa (run as local_erank_piqa)"
     # --skip-existing: both models' results are there, so the (failing) interpreter never runs
-    reused = run_script(REPRODUCE, "--models", models, "--out", copy, "--skip-existing", *common)
-    assert reused.returncode == 0, reused.stderr
-    assert reused.stdout.count("reusing") == 2
-    assert markdown_tables(reused.stdout[reused.stdout.index("# Diff-eRank"):])["erank_piqa (run as local_erank_piqa)"] \
-        == markdown_tables(stdout[stdout.index("# Diff-eRank"):])["erank_piqa (run as local_erank_piqa)"]
-    # a model whose harness run fails: reported, the others still compared, exit code 1
-    failed = run_script(REPRODUCE, "--models", "opt-125m=unused", "--out", tmp_path / "fresh", *common)
-    assert failed.returncode == 1
-    assert "opt-125m failed" in failed.stderr
-    rows = markdown_tables(failed.stdout[failed.stdout.index("# Diff-eRank"):])["erank_piqa (run as local_erank_piqa)"]
+    capsys.readouterr()
+    assert rp.main(["--models", models, "--out", str(copy), "--skip-existing", *common]) == 0
+    reused = capsys.readouterr().out
+    assert reused.count("reusing") == 2
+    assert markdown_tables(reused[reused.index("# Diff-eRank"):])[piqa] == \
+        markdown_tables(stdout[stdout.index("# Diff-eRank"):])[piqa]
+    # a model whose harness run fails: reported, the comparison still printed, exit code 1
+    assert rp.main(["--models", "opt-125m=unused", "--out", str(tmp_path / "fresh"), *common]) == 1
+    failed = capsys.readouterr()
+    assert "opt-125m failed" in failed.err
+    rows = markdown_tables(failed.out[failed.out.index("# Diff-eRank"):])[piqa]
     assert rows[0]["Diff-eRank ours"] == "(not run)" and rows[0]["Diff-eRank paper"] == "4.647"
 
 
@@ -229,10 +232,16 @@ def test_plot_results_on_reproduced_jsons(reproduced, tmp_path):
         assert row["reduced loss"] == ours(json_row, "reduced_loss", with_stderr=False)
         if "erank_ratio,none" in json_row:
             assert row["eRank ratio M1/M0"] == ours(json_row, "erank_ratio", with_stderr=False)
-    # --tasks selects; an unknown task is noted, not fatal
-    one = run_script(PLOT, results[names[0]][0], "--out", tmp_path / "one", "--tasks", "local_erank_piqa,nope")
-    assert one.returncode == 0, one.stderr
-    assert "task nope is in none of the results files" in one.stderr
+
+
+def test_plot_results_task_selection(reproduced, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    _, _, results = reproduced
+    # --tasks selects; an unknown task is noted, not fatal (in process: no interpreter start-up)
+    capsys.readouterr()
+    assert load_script("plot_results").main(
+        [str(results["opt-125m"][0]), "--out", str(tmp_path / "one"), "--tasks", "local_erank_piqa,nope"]) == 0
+    assert "task nope is in none of the results files" in capsys.readouterr().err
     assert {r["task"] for r in markdown_tables((tmp_path / "one" / "table.md").read_text())[""]} == {"local_erank_piqa"}
 
 

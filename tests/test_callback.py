@@ -1,0 +1,82 @@
+"""DiffErankCallback: Diff-eRank logged through the Trainer every N steps, M0 computed once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+from lm_eval_erank import diff_erank, example
+from lm_eval_erank import callback as callback_module
+from lm_eval_erank.callback import DiffErankCallback
+
+HELD_OUT = example.gold_texts()[:8]
+
+
+class _Texts(torch.utils.data.Dataset):
+    def __init__(self, tokenizer, texts):
+        self.rows = [tokenizer(t, truncation=True, max_length=64)["input_ids"] for t in texts]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.rows[i]}
+
+
+def _collate(pad_id):
+    def collate(rows):
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), pad_id)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
+            mask[i, : len(r["input_ids"])] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+
+    return collate
+
+
+def test_callback_logs_every_n_steps_and_computes_m0_once(tiny_models, tmp_path, monkeypatch):
+    tok = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"]).config)
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=4, learning_rate=3e-3,
+                             logging_steps=100, report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=_Texts(tok, example.gold_texts()),
+                      data_collator=_collate(tok.pad_token_id), processing_class=tok)
+    m0_builds = []
+    real_provider = callback_module.TwinProvider
+
+    def counting_provider(*a, **k):
+        m0_builds.append(1)
+        return real_provider(*a, **k)
+
+    monkeypatch.setattr(callback_module, "TwinProvider", counting_provider)
+    cb = DiffErankCallback(trainer, HELD_OUT, every_n_steps=3, m0_seed=11, layers="all")
+    trainer.add_callback(cb)
+    trainer.train()
+
+    assert [step for step, _ in cb.history] == [0, 3, 6]
+    assert len(m0_builds) == 1  # M0's side computed once per run
+    logged = [h for h in trainer.state.log_history if "erank/diff_erank" in h]
+    assert len(logged) == 3
+    for entry in logged:
+        assert {"erank/erank_m1", "erank/erank_m0", "erank/erank_ratio", "erank/reduced_loss", "erank/diff_erank_layer0"} <= set(entry)
+    assert len({h["erank/erank_m0"] for h in logged}) == 1  # M0 does not change
+    assert logged[0]["erank/erank_m1"] != logged[-1]["erank/erank_m1"]  # M1 does
+    # The last logged value equals a fresh computation on the trained model.
+    fresh = diff_erank(model, tok, HELD_OUT, m0_seed=11, layers="all")
+    assert logged[-1]["erank/diff_erank"] == pytest.approx(fresh.diff_erank(), rel=1e-6)
+
+
+def test_callback_rejects_bad_arguments(tiny_models):
+    tok = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
+
+    class FakeTrainer:
+        processing_class = tok
+
+    with pytest.raises(ValueError, match="every_n_steps"):
+        DiffErankCallback(FakeTrainer(), HELD_OUT, every_n_steps=0)
+    with pytest.raises(ValueError, match="held-out"):
+        DiffErankCallback(FakeTrainer(), [], every_n_steps=5)
