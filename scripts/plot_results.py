@@ -284,14 +284,24 @@ def _draw_size_panel(ax, points, color, ylabel):
 
 
 def plot_task_vs_size(plt, runs, task, out: Path, notes) -> Path | None:
-    panels = [(m, title, _points(runs, task, m, notes)) for m, title in SIZE_PANELS]
-    panels = [p for p in panels if p[2]]
-    if not panels:
+    panels = []
+    for metric, title in SIZE_PANELS:
+        points = _points(runs, task, metric, notes)
+        null = any(run.value(task, metric)[0] is NULL for run in runs)
+        if points or null:  # a metric that is null everywhere gets an empty panel saying so
+            panels.append((metric, title, points))
+    if not any(points for _, _, points in panels):
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     colors = {"diff_erank": "tab:blue", "reduced_loss": "tab:orange", "acc": "tab:green"}
     for ax, (metric, title, points) in zip(axes[0], panels):
-        _draw_size_panel(ax, points, colors[metric], title)
+        if points:
+            _draw_size_panel(ax, points, colors[metric], title)
+        else:
+            ax.text(0.5, 0.5, "n/a: every text of the task\nwas excluded (< 2 tokens)", ha="center", va="center",
+                    transform=ax.transAxes, color="gray")
+            ax.set_xticks([])
+            ax.set_yticks([])
         ax.set_title(f"{title}")
     fig.suptitle(f"{task}: metrics against model size (error bars: stderr)")
     fig.tight_layout()
