@@ -9,7 +9,7 @@ here, on this machine:
     forward in float32 at batch 1, d x d covariance of the centred, row-normalised states,
     float32 ``torch.svd``, for M1 and M0) on the same texts: spectra >= 100x faster, whole
     per-text cost >= 3x lower; entropies must agree with ours;
-(c) harness wall time of each standard local task (``hf``) vs its erank counterpart
+(c) harness time of each standard local task (``hf``) vs its erank counterpart
     (``hf-erank``), same model, batch size and docs, model loading excluded: <= 2.2x;
 (d) building the random twin M0 vs loading M1 from local disk: build <= load;
 (e) ``batch_size=auto`` serves erank requests (the chosen size and the agreement with a
@@ -21,6 +21,9 @@ PIQA / OpenBookQA / WinoGrande docs when /work/shared/data/hf_schema holds them.
 
     python scripts/bench.py [--shape small|gpt2-small|opt-1.3b] [--docs N] [--batch-size B]
                             [--device cpu|cuda] [--out bench.json]
+
+Times are wall-clock by default; ``--clock cpu`` measures this process's CPU time instead,
+which other processes sharing the cores disturb far less (use it with ``--threads 1``).
 
 Instrumentation note: the library exposes no timing hooks, so stages are timed by wrapping
 ``lm_eval_erank.representations.matrix_entropy`` / ``token_losses`` and the LM instances'
@@ -58,11 +61,13 @@ HF_SCHEMA_FILES = {
     "winogrande": "winogrande_validation.jsonl",
 }
 TASKS = ("piqa", "openbookqa", "winogrande")
-# Lower bound of erank/standard wall time: the standard task's forwards (one per choice)
+# Lower bound of the erank/standard time ratio: the standard task's forwards (one per choice)
 # plus the two forwards (M1, M0) of the gold text.
 HARNESS_FLOOR = {"piqa": 2.0, "openbookqa": 1.5, "winogrande": 2.0}
 TARGETS = {"spectra_share_max": 0.05, "harness_ratio_max": 2.2, "spectra_speedup_min": 100.0,
            "per_text_speedup_min": 3.0, "build_over_load_max": 1.0}
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+now = CLOCKS["wall"]  # the clock of every measurement; main() sets it from --clock
 M1_SEED, M0_SEED = 0, 1234
 TASK_PREFIX = "bench"
 TOKENIZER_VOCAB = 8192
@@ -95,10 +100,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="max_batch_size of the batch_size=auto check (lm-eval's default 64)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's own choice); 1 is steadier on a shared machine")
+    parser.add_argument("--clock", default="wall", choices=sorted(CLOCKS),
+                        help="wall: elapsed time; cpu: this process's CPU time (user + sys, all threads), "
+                             "steadier when other processes share the cores (CPU runs only)")
     parser.add_argument("--out", default="bench.json")
     args = parser.parse_args(argv)
     args.batch_size = args.batch_size or (32 if args.device == "cuda" else 16)
     args.dtype = args.dtype or ("bfloat16" if args.device == "cuda" else "float32")
+    if args.clock == "cpu" and args.device == "cuda":
+        parser.error("--clock cpu does not see GPU work; use --clock wall with --device cuda")
     return args
 
 
@@ -176,14 +186,14 @@ def gold_token_ids(lm, task_manager) -> tuple[list[list[int]], list[str]]:
 # ---- timing instruments -----------------------------------------------------------------------
 
 def sync(device: torch.device) -> None:
-    """Wait for queued accelerator work so wall-clock timings are complete."""
+    """Wait for queued accelerator work so timings are complete."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 @contextlib.contextmanager
 def timed_attributes(owner, names: tuple[str, ...], device: torch.device):
-    """Temporarily wrap ``owner.<name>`` callables to accumulate their wall time (seconds) into
+    """Temporarily wrap ``owner.<name>`` callables to accumulate their time (seconds, on the chosen clock) into
     the yielded dict; module globals and instance methods both work. Restored on exit."""
     spent = {name: 0.0 for name in names}
     originals = {name: getattr(owner, name) for name in names}
@@ -192,12 +202,12 @@ def timed_attributes(owner, names: tuple[str, ...], device: torch.device):
     def wrap(name, fn):
         def timed(*a, **k):
             sync(device)
-            start = time.perf_counter()
+            start = now()
             try:
                 return fn(*a, **k)
             finally:
                 sync(device)
-                spent[name] += time.perf_counter() - start
+                spent[name] += now() - start
         return timed
 
     for name, fn in originals.items():
@@ -237,11 +247,11 @@ def time_pipeline(lm, token_ids: list[list[int]], batch_size: int) -> dict:
         representations.text_statistics(model, token_ids[:batch_size], batch_size, pad_id)
     with timed_attributes(representations, ("matrix_entropy", "token_losses"), device) as spent:
         sync(device)
-        start = time.perf_counter()
+        start = now()
         stats = {name: representations.text_statistics(model, token_ids, batch_size, pad_id)
                  for name, model in (("M1", lm.model), ("M0", lm.m0))}
         sync(device)
-        total = time.perf_counter() - start
+        total = now() - start
     n = len(token_ids)
     batches = representations.length_sorted_batches([len(t) for t in token_ids], batch_size)
     padded = sum(len(b) * max(len(token_ids[i]) for i in b) for b in batches)
@@ -290,13 +300,13 @@ def time_reference(lm, token_ids: list[list[int]]) -> dict:
         reference_entropy(base(input_ids=torch.tensor([token_ids[0]], device=device)).last_hidden_state[0])  # warm-up
         for ids in token_ids:
             sync(device)
-            start = time.perf_counter()
+            start = now()
             states = base(input_ids=torch.tensor([ids], device=device)).last_hidden_state[0]
             sync(device)
-            middle = time.perf_counter()
+            middle = now()
             entropies[name].append(reference_entropy(states))
             spent["forward_s"] += middle - start
-            spent["spectra_s"] += time.perf_counter() - middle
+            spent["spectra_s"] += now() - middle
     n = len(token_ids)
     total = spent["forward_s"] + spent["spectra_s"]
     return {"texts": n, **spent, "total_s": total, "per_text_ms": 1e3 * total / n,
@@ -328,7 +338,7 @@ def compare_with_reference(ours: dict, reference: dict, indices: list[int]) -> d
 def evaluate(lm, task: str, task_manager, limit: int | None = None) -> tuple[float, dict, dict]:
     """``simple_evaluate`` of one task with an already-built LM instance (no model loading).
 
-    Returns the wall time, the task's metrics and the time spent inside each request type
+    Returns the time taken (on the chosen clock), the task's metrics and the time spent inside each request type
     (and, for erank requests, inside the spectra and losses)."""
     import lm_eval
 
@@ -338,17 +348,17 @@ def evaluate(lm, task: str, task_manager, limit: int | None = None) -> tuple[flo
     methods = ("loglikelihood", "erank") if hasattr(lm, "m0") else ("loglikelihood",)
     with timed_attributes(lm, methods, device) as requests, \
             timed_attributes(representations, ("matrix_entropy", "token_losses"), device) as stages:
-        start = time.perf_counter()
+        start = now()
         out = lm_eval.simple_evaluate(model=lm, tasks=[task], task_manager=task_manager, limit=limit,
                                       log_samples=False, verbosity="ERROR")
-        wall = time.perf_counter() - start
-    return wall, out["results"][task], {**{f"{k}_s": v for k, v in requests.items()},
+        seconds = now() - start
+    return seconds, out["results"][task], {**{f"{k}_s": v for k, v in requests.items()},
                                         "erank_spectra_s": stages["matrix_entropy"],
                                         "erank_losses_s": stages["token_losses"]}
 
 
 def time_harness(hf_lm, erank_lm, task_manager, repeats: int) -> dict:
-    """Wall time of each standard local task (``hf``) and its erank counterpart (``hf-erank``),
+    """Time of each standard local task (``hf``) and its erank counterpart (``hf-erank``),
     interleaved, best of ``repeats``, after a warm-up of both on 4 docs (dataset caches,
     first-call overheads)."""
     for name in TASKS:
@@ -361,19 +371,19 @@ def time_harness(hf_lm, erank_lm, task_manager, repeats: int) -> dict:
             runs[name, "erank"].append(evaluate(erank_lm, f"{TASK_PREFIX}_erank_{name}", task_manager))
     rows = {}
     for name in TASKS:
-        std_wall, std_metrics, std_req = min(runs[name, "standard"], key=lambda run: run[0])
-        er_wall, er_metrics, er_req = min(runs[name, "erank"], key=lambda run: run[0])
+        std_s, std_metrics, std_req = min(runs[name, "standard"], key=lambda run: run[0])
+        er_s, er_metrics, er_req = min(runs[name, "erank"], key=lambda run: run[0])
         rows[name] = {
-            "standard_wall_s": std_wall, "erank_wall_s": er_wall, "ratio": er_wall / std_wall,
-            "floor": HARNESS_FLOOR[name], "ratio_over_floor": er_wall / std_wall / HARNESS_FLOOR[name],
-            "standard_walls_s": [run[0] for run in runs[name, "standard"]],
-            "erank_walls_s": [run[0] for run in runs[name, "erank"]],
+            "standard_s": std_s, "erank_s": er_s, "ratio": er_s / std_s,
+            "floor": HARNESS_FLOOR[name], "ratio_over_floor": er_s / std_s / HARNESS_FLOOR[name],
+            "standard_runs_s": [run[0] for run in runs[name, "standard"]],
+            "erank_runs_s": [run[0] for run in runs[name, "erank"]],
             "standard_loglikelihood_s": std_req["loglikelihood_s"],
             "erank_loglikelihood_s": er_req["loglikelihood_s"], "erank_requests_s": er_req["erank_s"],
             "erank_spectra_s": er_req["erank_spectra_s"], "erank_losses_s": er_req["erank_losses_s"],
             "erank_spectra_share": er_req["erank_spectra_s"] / er_req["erank_s"],
-            "erank_other_s": er_wall - er_req["erank_s"] - er_req["loglikelihood_s"],
-            "standard_other_s": std_wall - std_req["loglikelihood_s"],
+            "erank_other_s": er_s - er_req["erank_s"] - er_req["loglikelihood_s"],
+            "standard_other_s": std_s - std_req["loglikelihood_s"],
             "acc_standard": std_metrics.get("acc,none"), "acc_erank": er_metrics.get("acc,none"),
             "diff_erank": er_metrics.get("diff_erank,none"),
         }
@@ -404,10 +414,10 @@ def time_twin_build(erank_lm, model_dir: Path, args: argparse.Namespace) -> dict
         times = []
         for _ in range(args.repeats):
             sync(device)
-            start = time.perf_counter()
+            start = now()
             model = fn()
             sync(device)
-            times.append(time.perf_counter() - start)
+            times.append(now() - start)
             del model
             gc.collect()
         return times
@@ -438,7 +448,7 @@ def check_auto_batch(model_dir: Path, args: argparse.Namespace, erank_lm, task_m
     auto_lm._erank_batch_size = lambda longest: chosen.append(detect(longest)) or chosen[-1]
     task = f"{TASK_PREFIX}_erank_piqa"
     try:
-        wall, auto_metrics, requests = evaluate(auto_lm, task, task_manager, limit=args.auto_docs)
+        seconds, auto_metrics, requests = evaluate(auto_lm, task, task_manager, limit=args.auto_docs)
         _, fixed_metrics, _ = evaluate(erank_lm, task, task_manager, limit=args.auto_docs)
     finally:
         del auto_lm
@@ -446,7 +456,7 @@ def check_auto_batch(model_dir: Path, args: argparse.Namespace, erank_lm, task_m
     keys = ("erank_m1,none", "erank_m0,none", "diff_erank,none", "acc,none")
     return {"docs": args.auto_docs, "max_batch_size": args.auto_max_batch, "works": bool(chosen),
             "chosen_batch_size": chosen[0] if chosen else None,
-            "wall_s": wall, "erank_requests_s": requests["erank_s"],
+            "seconds": seconds, "erank_requests_s": requests["erank_s"],
             "max_abs_metric_diff_vs_fixed": max(abs(auto_metrics[k] - fixed_metrics[k]) for k in keys),
             "diff_erank": auto_metrics["diff_erank,none"]}
 
@@ -501,6 +511,7 @@ def print_table(report: dict) -> None:
     sub, cmp_ = ref["ours_same_texts"], ref["agreement"]
     lines = [
         f"machine: {m['device_name']} ({m['device']}, {m['cpu_count']} CPUs, {m['torch_threads']} torch threads), "
+        f"clock: {report['clock']}, "
         f"torch {m['torch']}, transformers {m['transformers']}, lm-eval {m['lm_eval']}, dtype {m['dtype']}",
         f"model: {report['shape']} ({report['model']['parameters'] / 1e6:.1f}M parameters), "
         f"texts: {ours['texts']} ({report['docs_source']}, {report['docs']} docs/task), "
@@ -527,11 +538,11 @@ def print_table(report: dict) -> None:
         f"    max |H_ours - H_ref| = {cmp_['max_abs_entropy_diff']:.2e} nats; Diff-eRank ours "
         f"{cmp_['diff_erank_ours']:.4f} vs reference {cmp_['diff_erank_reference']:.4f}",
         "",
-        "(c) harness wall time (s)    standard   erank   ratio  floor  ratio/floor | erank req  spectra  ll(erank)  other(erank/std)",
+        f"(c) harness time (s, {report['clock']})  standard   erank   ratio  floor  ratio/floor | erank req  spectra  ll(erank)  other(erank/std)",
     ]
     for name, r in report["harness"].items():
         lines.append(
-            f"    {name:<22} {r['standard_wall_s']:9.2f} {r['erank_wall_s']:7.2f} {r['ratio']:6.2f}x "
+            f"    {name:<22} {r['standard_s']:9.2f} {r['erank_s']:7.2f} {r['ratio']:6.2f}x "
             f"{r['floor']:5.1f}x {r['ratio_over_floor']:8.2f}    | {r['erank_requests_s']:8.2f} "
             f"{100 * r['erank_spectra_share']:6.2f}% {r['erank_loglikelihood_s']:8.2f}   "
             f"{r['erank_other_s']:5.2f}/{r['standard_other_s']:.2f}"
@@ -545,7 +556,7 @@ def print_table(report: dict) -> None:
         f"reproducible {twin['reproducible']}, built on device {twin['built_on_device']}",
         f"(e) batch_size=auto (max {auto['max_batch_size']}) on {auto['docs']} erank_piqa docs: works {auto['works']}, "
         f"chosen erank batch {auto['chosen_batch_size']}, max |metric diff| vs fixed batch "
-        f"{auto['max_abs_metric_diff_vs_fixed']:.2e}, {auto['wall_s']:.1f} s",
+        f"{auto['max_abs_metric_diff_vs_fixed']:.2e}, {auto['seconds']:.1f} s",
         "",
         "verdicts: " + ", ".join(f"{k} {'PASS' if v else 'MISS'}" for k, v in report["verdicts"].items()),
         f"script wall time: {report['script_wall_s']:.1f} s",
@@ -561,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("--device cuda: no CUDA device available")
     if args.threads:
         torch.set_num_threads(args.threads)
+    global now
+    now = CLOCKS[args.clock]
     from lm_eval.tasks import TaskManager
 
     from lm_eval_erank import example
@@ -568,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
 
     register()
     report: dict = {"shape": args.shape, "docs": args.docs, "batch_size": args.batch_size, "repeats": args.repeats,
+                    "clock": args.clock,
                     "machine": machine_info(args), "cpu_load": {}}
 
     def stage(name: str, message: str) -> None:

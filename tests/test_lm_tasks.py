@@ -19,7 +19,7 @@ from lm_eval.tasks._yaml_loader import load_yaml
 from lm_eval_erank import example, task_utils
 from lm_eval_erank.metrics import METRIC_NAMES
 from lm_eval_erank.plugin import register, task_dir
-from lm_eval_erank.tasks import ERANK_REQUEST
+from lm_eval_erank.tasks import ERANK_REQUEST, LM_EVAL_TASKS_DIR
 
 from .conftest import SHARED_DATA, model_args, run_cli
 
@@ -132,6 +132,23 @@ def lm_tasks_dir(tmp_path_factory):
     return directory
 
 
+HH_FILES = [SHARED_DATA / "hh-rlhf" / sub / "test.jsonl.gz" for sub in ("harmless-base", "helpful-base")]
+HAVE_HH_FILES = all(f.is_file() for f in HH_FILES)
+BIG_ROWS = [{"text": f"document {i}"} for i in range(10_500)]
+
+
+@pytest.fixture(scope="module")
+def manager(lm_tasks_dir, tmp_path_factory):
+    """One TaskManager (indexing takes seconds) over the local tasks, a 10,500-doc
+    openwebtext2 copy (``big_erank_openwebtext2``) and, where present, the real hh-rlhf files."""
+    register()
+    extra = tmp_path_factory.mktemp("lm_tasks_extra")
+    write_local_lm_tasks(extra, {"openwebtext2": (BIG_ROWS, "validation")}, prefix="big")
+    if HAVE_HH_FILES:
+        write_local_lm_tasks(extra, {"hh_rlhf": (HH_FILES, "test")}, prefix="real")
+    return TaskManager(include_path=[str(lm_tasks_dir), str(extra)])
+
+
 @pytest.fixture(scope="module")
 def lm_run(tiny_models, lm_tasks_dir, tmp_path_factory):
     """One CLI run of the local group (all five tasks), OPT-shaped model, max_length=64."""
@@ -223,14 +240,12 @@ def test_shipped_wikitext_config_is_lm_evals_wikitext():
     config = load_yaml(task_dir() / "erank_wikitext.yaml", resolve_func=True)
     assert config["erank_base"] == "wikitext/wikitext.yaml" and config["erank_only"] is True
     assert config["erank_text"] is task_utils.wikitext_text
-    base = load_yaml(Path(__import__("lm_eval.tasks").tasks.__file__).parent / "wikitext/wikitext.yaml")
+    base = load_yaml(LM_EVAL_TASKS_DIR / "wikitext" / "wikitext.yaml")
     assert (base["dataset_path"], base["dataset_name"], base["test_split"]) == (
         "EleutherAI/wikitext_document_level", "wikitext-2-raw-v1", "test")
 
 
-def test_group_erank_lm_is_found_and_lists_the_five_tasks():
-    register()
-    manager = TaskManager()
+def test_group_erank_lm_is_found_and_lists_the_five_tasks(manager):
     assert "erank_lm" in manager.all_groups
     for name in LM_TASKS:
         assert f"erank_{name}" in manager.all_tasks
@@ -281,14 +296,11 @@ def test_sample_depends_on_nothing_else():
     assert random.getstate() == before  # the global generator is neither used nor advanced
 
 
-def test_lm_eval_applies_the_sample_to_the_scored_split(tmp_path):
+def test_lm_eval_applies_the_sample_to_the_scored_split(manager):
     """Through the TaskManager: 10,000 of 10,500 local docs, the seeded ones, as erank requests."""
-    register()
-    rows = [{"text": f"document {i}"} for i in range(10_500)]
-    write_local_lm_tasks(tmp_path, {"openwebtext2": (rows, "validation")}, prefix="big")
-    task = TaskManager(include_path=str(tmp_path)).load(["big_erank_openwebtext2"])["tasks"]["big_erank_openwebtext2"]
+    task = manager.load(["big_erank_openwebtext2"])["tasks"]["big_erank_openwebtext2"]
     docs = list(task.eval_docs)
-    assert [d["text"] for d in docs] == [rows[i]["text"] for i in random.Random(123).sample(range(10_500), 10_000)]
+    assert [d["text"] for d in docs] == [BIG_ROWS[i]["text"] for i in random.Random(123).sample(range(10_500), 10_000)]
     task.build_all_requests(limit=5)
     assert [(i.request_type, i.args[0]) for i in task.instances] == [(ERANK_REQUEST, d["text"]) for d in docs[:5]]
 
@@ -305,14 +317,9 @@ def test_dolly_docs_keeps_exactly_the_non_empty_contexts():
 
 # ---- real hh-rlhf test files (only where ../shared/data exists) ----------------------------------
 
-HH_FILES = [SHARED_DATA / "hh-rlhf" / sub / "test.jsonl.gz" for sub in ("harmless-base", "helpful-base")]
-
-
-@pytest.mark.skipif(not all(f.is_file() for f in HH_FILES), reason="needs ../shared/data/hh-rlhf")
-def test_real_hh_rlhf_test_files_feed_their_chosen_texts(tmp_path):
-    register()
-    write_local_lm_tasks(tmp_path, {"hh_rlhf": (HH_FILES, "test")}, prefix="real")
-    task = TaskManager(include_path=str(tmp_path)).load(["real_erank_hh_rlhf"])["tasks"]["real_erank_hh_rlhf"]
+@pytest.mark.skipif(not HAVE_HH_FILES, reason="needs ../shared/data/hh-rlhf")
+def test_real_hh_rlhf_test_files_feed_their_chosen_texts(manager):
+    task = manager.load(["real_erank_hh_rlhf"])["tasks"]["real_erank_hh_rlhf"]
     chosen = []
     for path in HH_FILES:
         with gzip.open(path, "rt", encoding="utf-8") as f:
