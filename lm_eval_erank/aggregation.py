@@ -106,35 +106,24 @@ def _bootstrap(statistic, values: np.ndarray, iters: int) -> float | str:
     return float(np.concatenate(replicates).std(ddof=1))
 
 
-def geometric_mean_stderr(items: Sequence, iters: int = 1000) -> float | str:
-    """Bootstrap standard error of :func:`geometric_mean`."""
+def _log_mean_bootstrap(items: Sequence, combine, iters: int) -> float | str:
+    """Bootstrap stderr of ``combine(mean_i log x_i)`` (per column) over paired rows of items."""
     values = _matrix(items)
     if values is None:
         return "N/A"
-    return _bootstrap(lambda s: np.exp(s[..., 0].mean(axis=1)), np.log(values), iters)
+    return _bootstrap(lambda sample: combine(np.exp(sample.mean(axis=1))), np.log(values), iters)
+
+
+def geometric_mean_stderr(items: Sequence, iters: int = 1000) -> float | str:
+    """Bootstrap standard error of :func:`geometric_mean`."""
+    return _log_mean_bootstrap(items, lambda g: g[:, 0], iters)
 
 
 def difference_of_geometric_means_stderr(items: Sequence, iters: int = 1000) -> float | str:
     """Paired bootstrap standard error of :func:`difference_of_geometric_means`."""
-    values = _matrix(items)
-    if values is None:
-        return "N/A"
-
-    def statistic(sample: np.ndarray) -> np.ndarray:
-        logs = sample.mean(axis=1)
-        return np.exp(logs[:, 0]) - np.exp(logs[:, 1])
-
-    return _bootstrap(statistic, np.log(values), iters)
+    return _log_mean_bootstrap(items, lambda g: g[:, 0] - g[:, 1], iters)
 
 
 def ratio_of_geometric_means_stderr(items: Sequence, iters: int = 1000) -> float | str:
     """Paired bootstrap standard error of :func:`ratio_of_geometric_means`."""
-    values = _matrix(items)
-    if values is None:
-        return "N/A"
-
-    def statistic(sample: np.ndarray) -> np.ndarray:
-        logs = sample.mean(axis=1)
-        return np.exp(logs[:, 1] - logs[:, 0])
-
-    return _bootstrap(statistic, np.log(values), iters)
+    return _log_mean_bootstrap(items, lambda g: g[:, 1] / g[:, 0], iters)

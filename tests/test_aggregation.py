@@ -247,3 +247,16 @@ def test_bootstrap_does_not_depend_on_item_order():
     assert agg.difference_of_geometric_means_stderr(pairs, iters=300) == agg.difference_of_geometric_means_stderr(shuffled, iters=300)
     singles = [p[0] for p in pairs]
     assert agg.geometric_mean_stderr(singles, iters=300) == agg.geometric_mean_stderr(singles[::-1], iters=300)
+
+
+def test_ratio_of_geometric_means_and_its_bootstrap_stderr():
+    rng = np.random.default_rng(11)
+    a = rng.uniform(10.0, 20.0, size=500)
+    b = a * rng.uniform(0.7, 0.9, size=500)
+    pairs = list(zip(a, b))
+    ratio = agg.ratio_of_geometric_means(pairs + [None])
+    assert ratio == pytest.approx(math.exp(np.log(b).mean() - np.log(a).mean()), rel=1e-12)
+    delta = ratio * np.std(np.log(b) - np.log(a), ddof=1) / math.sqrt(len(a))
+    se = agg.ratio_of_geometric_means_stderr(pairs, iters=2000)
+    assert se == pytest.approx(delta, rel=0.1)
+    assert agg.ratio_of_geometric_means([None]) is None and agg.ratio_of_geometric_means_stderr([None]) == "N/A"
