@@ -94,9 +94,10 @@ def run_cli(args: list[str], output_dir: Path, module: str = "lm_eval_erank", ch
     return done, results, samples
 
 
-def model_args(model_dir: Path, **extra) -> str:
-    """--model_args for a local model; M0's results cache is off unless a test turns it on,
-    so every run really computes M0."""
-    extra = {"m0_cache": "off", **extra}
+def model_args(model_dir: Path, standard: bool = False, **extra) -> str:
+    """--model_args for a local model. For hf-erank (``standard=False``) M0's results cache is
+    off unless a test turns it on, so every run really computes M0; ``standard=True`` gives
+    plain ``hf`` arguments."""
+    extra = extra if standard else {"m0_cache": "off", **extra}
     parts = [f"pretrained={model_dir}", "dtype=float32"] + [f"{k}={v}" for k, v in extra.items()]
     return ",".join(parts)

@@ -76,7 +76,8 @@ def test_samples_carry_per_text_values_and_aggregates_recompute(erank_runs, arch
         assert len(docs) == results["n-samples"][task]["effective"]
         pairs = np.array([d["diff_erank"] for d in docs], dtype=float)
         for d in docs:
-            assert all(isinstance(d[m], (int, float)) for m in METRIC_NAMES if m != "diff_erank")
+            assert all(isinstance(d[m], (int, float)) for m in METRIC_NAMES if m not in ("diff_erank", "erank_ratio"))
+            assert d["erank_ratio"] == d["diff_erank"]  # both carry [eRank(M0), eRank(M1)]
             assert d["erank_tokens"] >= 2
         row = results["results"][task]
         expected = math.exp(np.log(pairs[:, 0]).mean()) - math.exp(np.log(pairs[:, 1]).mean())
@@ -117,7 +118,7 @@ def test_per_text_eranks_equal_direct_recomputation_from_hidden_states(erank_run
 def test_accuracy_equals_standard_tasks_under_model_hf(erank_runs, tiny_models, local_tasks, tmp_path):
     _, erank_results, _ = erank_runs["gpt2"]
     _, hf_results, _ = run_cli(
-        ["--model", "hf", "--model_args", model_args(tiny_models["gpt2"]), "--device", "cpu",
+        ["--model", "hf", "--model_args", model_args(tiny_models["gpt2"], standard=True), "--device", "cpu",
          "--include_path", str(local_tasks), "--tasks", "local_piqa,local_openbookqa,local_winogrande",
          "--batch_size", "4"],
         tmp_path,
@@ -146,7 +147,7 @@ def test_console_script_and_model_alias(tiny_models, local_tasks, tmp_path):
 
 def test_standard_model_on_erank_task_fails_naming_hf_erank(tiny_models, local_tasks, tmp_path):
     done, results, _ = run_cli(
-        ["--model", "hf", "--model_args", model_args(tiny_models["gpt2"]), "--device", "cpu",
+        ["--model", "hf", "--model_args", model_args(tiny_models["gpt2"], standard=True), "--device", "cpu",
          "--include_path", str(local_tasks), "--tasks", "local_erank_piqa", "--limit", "2"],
         tmp_path, check=False,
     )

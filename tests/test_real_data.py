@@ -34,11 +34,11 @@ def _rows(name):
 def test_real_docs_accuracy_matches_standard_and_texts_are_gold(tiny_models, tmp_path):
     rows = {name: _rows(name) for name in FILES}
     example.write_local_tasks(tmp_path / "tasks", prefix="real", rows_override=rows)
-    common = ["--model_args", model_args(tiny_models["llama"]), "--device", "cpu",
-              "--include_path", str(tmp_path / "tasks"), "--batch_size", "8"]
-    _, erank, samples = run_cli(["--model", "hf-erank", *common, "--tasks", "real_erank", "--log_samples"], tmp_path / "e")
-    _, standard, _ = run_cli(["--model", "hf", *common, "--tasks", "real_piqa,real_openbookqa,real_winogrande"],
-                             tmp_path / "s")
+    common = ["--device", "cpu", "--include_path", str(tmp_path / "tasks"), "--batch_size", "8"]
+    _, erank, samples = run_cli(["--model", "hf-erank", "--model_args", model_args(tiny_models["llama"]), *common,
+                                 "--tasks", "real_erank", "--log_samples"], tmp_path / "e")
+    _, standard, _ = run_cli(["--model", "hf", "--model_args", model_args(tiny_models["llama"], standard=True), *common,
+                              "--tasks", "real_piqa,real_openbookqa,real_winogrande"], tmp_path / "s")
     for name in FILES:
         for metric in ("acc", "acc_norm") if name != "winogrande" else ("acc",):
             assert erank["results"][f"real_erank_{name}"][f"{metric},none"] == standard["results"][f"real_{name}"][f"{metric},none"]
