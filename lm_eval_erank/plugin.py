@@ -87,6 +87,7 @@ def register() -> None:
 
     metrics.register()
     from . import model  # noqa: F401  (registers hf-erank)
+    from . import multimodal_model  # noqa: F401  (registers hf-multimodal-erank)
 
     if not getattr(TaskManager.__init__, "_erank_tasks", False):
         TaskManager.__init__ = _with_erank_tasks(TaskManager.__init__)
