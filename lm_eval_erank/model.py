@@ -180,6 +180,7 @@ class ErankHFLM(HFLM):
                 "erank_m0_device": str(self.twin.device or next(self.model.parameters()).device),
                 "erank_dtype": str(self.model.dtype),
                 "erank_layers": list(self.layers),
+                "erank_last_layer": num_layers(self.model),
                 "erank_m0_cache": str(self.twin.cache.path) if self.twin.cache else None,
                 "lm_eval_erank_version": __version__,
             }

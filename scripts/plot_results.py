@@ -11,7 +11,7 @@ is one model (one point per file). Writes, and prints the paths of:
   file, with standard-error bars (the paper's Figure-1-style scaling plots);
 - ``DIR/diff_erank_vs_size.png``: Diff-eRank against size, one line per task;
 - ``DIR/<task>_layers.png`` for tasks whose results carry per-layer metrics (model argument
-  ``layers=``): ``diff_erank_layer{i}`` against the hidden-state index i (0 = embeddings,
+  ``layers=``): ``diff_erank_layer{i}`` (and, at i = L, the unsuffixed ``diff_erank``) against the hidden-state index i (0 = embeddings,
   i = output of block i, L = the LM head's input), one line per model, and the two eRanks
   ``erank_m1_layer{i}`` / ``erank_m0_layer{i}`` beside it when present;
 - ``DIR/table.md``: one row per (model, task) with size, acc, Diff-eRank +- stderr, the two
@@ -65,6 +65,8 @@ class Run:
     # task -> metric -> (value or NULL, stderr or None)
     tasks: dict[str, dict[str, tuple[object, float | None]]] = field(default_factory=dict)
     n_docs: dict[str, int] = field(default_factory=dict)
+    # L, the LM head's input: its values are the unsuffixed metrics (config.erank_last_layer).
+    last_layer: int | None = None
 
     def value(self, task: str, metric: str):
         """(value, stderr); value is None when absent, NULL when null."""
@@ -113,7 +115,9 @@ def parse_run(path: Path, label: str | None = None) -> Run:
     model = model_identity(data) or Path(path).stem
     size = data.get("config", {}).get("model_num_parameters")
     size = int(size) if isinstance(size, (int, float)) and not isinstance(size, bool) and size > 0 else None
-    run = Run(path=Path(path), label=label or "", model=model, size=size)
+    last = data.get("config", {}).get("erank_last_layer")
+    run = Run(path=Path(path), label=label or "", model=model, size=size,
+              last_layer=last if isinstance(last, int) and not isinstance(last, bool) else None)
     for task, row in data["results"].items():
         metrics = {}
         for key, raw in row.items():
@@ -354,6 +358,11 @@ def layer_series(run: Run, task: str, kind: str, notes: list[str]):
             notes.append(f"{run.label} / {task}: {metric} is null (every text excluded); left out of the plot")
             continue
         series.append((int(match.group(2)), value, stderr))
+    # The last layer is reported under the unsuffixed name (diff_erank, erank_m1, erank_m0).
+    if series and run.last_layer is not None and all(layer != run.last_layer for layer, _, _ in series):
+        value, stderr = run.value(task, kind)
+        if isinstance(value, float):
+            series.append((run.last_layer, value, stderr))
     return sorted(series, key=lambda s: s[0])
 
 

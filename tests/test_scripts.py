@@ -314,3 +314,17 @@ def test_layer_curves_and_null_metrics(handmade, tmp_path):
         assert empty["acc ± stderr"] == "0.2500 ± 0.1000"
         assert empty["eRank ratio M1/M0"] == "-"
     assert "n/a: every text of the task was excluded" in (out / "table.md").read_text()
+
+
+def test_layer_curve_ends_at_the_lm_head_input_from_the_unsuffixed_metric(tmp_path):
+    pr = load_script("plot_results")
+    results = {
+        "results": {"t": {"diff_erank,none": 4.0, "diff_erank_stderr,none": 0.1,
+                          "diff_erank_layer0,none": 1.0, "diff_erank_layer0_stderr,none": 0.2,
+                          "diff_erank_layer1,none": 2.0, "diff_erank_layer1_stderr,none": 0.3}},
+        "config": {"model_num_parameters": 1000, "erank_last_layer": 2, "model_args": "pretrained=m"},
+    }
+    path = tmp_path / "results_x.json"
+    path.write_text(json.dumps(results))
+    run = pr.parse_run(path, "m")
+    assert pr.layer_series(run, "t", "diff_erank", []) == [(0, 1.0, 0.2), (1, 2.0, 0.3), (2, 4.0, 0.1)]
