@@ -66,6 +66,9 @@ METRICS: tuple[MetricSpec, ...] = (
 )
 METRIC_NAMES = tuple(m.name for m in METRICS)
 AGGREGATION_PREFIX = "erank_agg_"
+# lm-eval's default --bootstrap_iters is 100,000; 10,000 draws already estimate a standard
+# error to about 0.7% (relative) at a tenth of the cost (lm-eval caps bleu/chrf/ter at 100).
+MAX_BOOTSTRAP_ITERS = 10_000
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -191,7 +194,7 @@ def _erank_aware_stderr(original: Callable) -> Callable:
             return original(metric=metric, bootstrap_iters=bootstrap_iters)
         if bootstrap_iters <= 0:
             return None
-        return lambda items: stderr(items, bootstrap_iters)
+        return lambda items: stderr(items, min(bootstrap_iters, MAX_BOOTSTRAP_ITERS))
 
     stderr_for_metric._erank_aware = True
     return stderr_for_metric

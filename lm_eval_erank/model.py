@@ -59,6 +59,7 @@ class ErankHFLM(HFLM):
         self._use_cpu_processes_as_data_parallel_ranks()
         cache_dir = default_directory() if m0_cache is None else None if str(m0_cache).lower() in _OFF else m0_cache
         self.twin = TwinProvider(self.model, seed, device=m0_device, cache_dir=cache_dir)
+        self.erank_auto_batch_size: int | None = None
         # Built now, even when the cache may hold every result: a twin that cannot be built
         # (no memory, a config that does not re-instantiate) fails before any request runs.
         self.twin.model  # noqa: B018
@@ -146,9 +147,10 @@ class ErankHFLM(HFLM):
 
     def _erank_batch_size(self, longest: int) -> int:
         if str(self.batch_size).startswith("auto"):
-            if "erank" not in self.batch_sizes:
-                self.batch_sizes["erank"] = self._detect_erank_batch_size(longest)
-            return self.batch_sizes["erank"]
+            # Kept apart from HFLM's batch_sizes, which its own auto detection resets.
+            if self.erank_auto_batch_size is None:
+                self.erank_auto_batch_size = self._detect_erank_batch_size(longest)
+            return self.erank_auto_batch_size
         return int(self.batch_size)
 
     def _detect_erank_batch_size(self, longest: int) -> int:
@@ -182,6 +184,7 @@ class ErankHFLM(HFLM):
                 "erank_layers": list(self.layers),
                 "erank_last_layer": num_layers(self.model),
                 "erank_m0_cache": str(self.twin.cache.path) if self.twin.cache else None,
+                "erank_auto_batch_size": self.erank_auto_batch_size,
                 "lm_eval_erank_version": __version__,
             }
         )

@@ -1,17 +1,23 @@
 """Per-text matrix entropy and token loss from one batched forward pass (no lm-eval).
 
 For each text (a list of token ids) and one causal LM, we run length-sorted, right-padded,
-attention-masked batches, capture the input of the LM head (the last-layer hidden states
-after the final norm) with a forward pre-hook, and compute in the same pass:
+attention-masked batches, take the input of the LM head (the last-layer hidden states after
+the final norm) and compute in the same pass:
 
     entropy = matrix_entropy(hidden states of the text's tokens)       (see spectral.py)
     loss    = mean over positions t = 1..N-1 of -log p(x_t | x_<t)      (nats/token)
 
 Both are NaN for texts with fewer than 2 tokens (no spread, no prediction).
+
+Fast path: when ``model.base_model``'s last hidden state is exactly the LM head's input and
+the head's output exactly the logits (checked once per model), we run the base model and
+apply the head only at real predicting positions. Otherwise the full model runs and a forward
+pre-hook on the LM head captures its input.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -74,14 +80,26 @@ def parse_layers(spec, n_layers: int) -> tuple[int, ...]:
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of at most ``batch_size``, longest texts first.
+    """Indices grouped into batches, longest texts first, at most ``batch_size`` texts and at
+    most ``batch_size x median length`` padded tokens each (long outliers go in smaller
+    batches, so they neither pad their neighbours nor exceed the typical batch's memory).
 
     Sorting is stable, so equal-length texts keep their input order.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if not order:
+        return []
+    budget = batch_size * max(1, sorted(lengths)[len(lengths) // 2])
+    batches: list[list[int]] = []
+    for i in order:
+        current = batches[-1] if batches else None
+        if current is None or len(current) == batch_size or (len(current) + 1) * lengths[current[0]] > budget:
+            batches.append([i])
+        else:
+            current.append(i)
+    return batches
 
 
 def pad_right(token_ids: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,6 +147,59 @@ def _lm_head_input_hook(model: torch.nn.Module) -> tuple[Callable[[], torch.Tens
     return (lambda: captured.pop("states")), handle.remove
 
 
+_BASE_MODEL_PATH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@torch.no_grad()
+def base_model_gives_lm_head_input(model: torch.nn.Module) -> bool:
+    """Whether ``model.base_model(...).last_hidden_state`` is exactly the LM head's input and
+    ``lm_head(it)`` exactly the model's logits (no logit scaling or soft-capping), checked once
+    per model on a short probe. Then the fast path can skip logits at padded positions."""
+    if model in _BASE_MODEL_PATH:
+        return _BASE_MODEL_PATH[model]
+    ok = False
+    base, head = getattr(model, "base_model", None), model.get_output_embeddings()
+    if base is not None and base is not model and head is not None:
+        device = next(model.parameters()).device
+        probe = torch.arange(1, 6, device=device).clamp(max=head.weight.shape[0] - 1).unsqueeze(0)
+        mask = torch.ones_like(probe)
+        take_states, remove_hook = _lm_head_input_hook(model)
+        try:
+            logits = model(input_ids=probe, attention_mask=mask).logits
+            states = take_states()
+        finally:
+            remove_hook()
+        try:
+            hidden = base(input_ids=probe, attention_mask=mask).last_hidden_state
+            ok = torch.equal(hidden, states) and torch.equal(head(hidden), logits)
+        except Exception:  # an unusual base model signature: keep the general path
+            ok = False
+    _BASE_MODEL_PATH[model] = ok
+    return ok
+
+
+def head_losses(head: torch.nn.Module, states: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy per row, float64 (B,), from the LM head's input; the head
+    is applied only at real predicting positions, in float32 row chunks. NaN for < 2 tokens."""
+    batch, width = input_ids.shape
+    predicted = mask[:, 1:]
+    count = predicted.sum(dim=1)
+    sums = torch.zeros(batch, dtype=torch.float64, device=states.device)
+    if width >= 2 and bool(predicted.any()):
+        rows = states[:, :-1][predicted]
+        targets = input_ids[:, 1:][predicted]
+        owner = torch.arange(batch, device=states.device).unsqueeze(1).expand(batch, width - 1)[predicted]
+        vocab = head.weight.shape[0]
+        step = max(1, _LOSS_CHUNK_ELEMENTS // vocab)
+        nll = torch.empty(rows.shape[0], dtype=torch.float64, device=states.device)
+        for start in range(0, rows.shape[0], step):
+            logits = head(rows[start : start + step]).float()
+            picked = logits.gather(1, targets[start : start + step].unsqueeze(1)).squeeze(1)
+            nll[start : start + step] = torch.logsumexp(logits, dim=-1) - picked
+        sums.index_add_(0, owner, nll)
+    return torch.where(count > 0, sums / count.clamp(min=1), torch.nan)
+
+
 @torch.no_grad()
 def text_statistics(
     model: torch.nn.Module,
@@ -161,12 +232,19 @@ def text_statistics(
     entropy = {layer: torch.full((n,), torch.nan, dtype=torch.float64) for layer in wanted}
     loss = torch.full((n,), torch.nan, dtype=torch.float64)
     need_hidden = any(layer != last for layer in wanted)
+    fast = base_model_gives_lm_head_input(model)
     take_states, remove_hook = _lm_head_input_hook(model)
     try:
         for batch in length_sorted_batches([len(t) for t in token_ids], batch_size):
             input_ids, mask = pad_right([token_ids[i] for i in batch], pad_id, device)
-            out = model(input_ids=input_ids, attention_mask=mask.long(), output_hidden_states=need_hidden)
-            states = {last: take_states()}
+            if fast:
+                out = model.base_model(input_ids=input_ids, attention_mask=mask.long(), output_hidden_states=need_hidden)
+                states = {last: out.last_hidden_state}
+                batch_loss = head_losses(model.get_output_embeddings(), out.last_hidden_state, input_ids, mask)
+            else:
+                out = model(input_ids=input_ids, attention_mask=mask.long(), output_hidden_states=need_hidden)
+                states = {last: take_states()}
+                batch_loss = token_losses(out.logits, input_ids, mask)
             if need_hidden:
                 states.update({layer: out.hidden_states[layer] for layer in wanted if layer != last})
             index = torch.as_tensor(batch)
@@ -176,7 +254,6 @@ def text_statistics(
                 except NonFiniteRepresentationError as err:
                     where = "hidden states" if layer == last else f"hidden states of layer {layer}"
                     raise _non_finite(batch[err.text_index], model_name, where, model) from err
-            batch_loss = token_losses(out.logits, input_ids, mask)
             bad_loss = torch.isinf(batch_loss) | (torch.isnan(batch_loss) & (mask.sum(1) >= 2))
             if bool(bad_loss.any()):
                 raise _non_finite(batch[int(bad_loss.nonzero()[0])], model_name, "logits", model)

@@ -59,6 +59,33 @@ def _as_batch(states: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Te
     return states, mask.to(dtype=torch.bool, device=states.device)
 
 
+def _centred_rows(states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, count): x (B, N, d) float64 = rows centred by the text's mean over valid tokens,
+    after dividing each text by its largest magnitude (H is scale invariant; this keeps squares
+    of extreme float64 values, 1e+-160, from overflowing); padded rows zero. count (B, 1) valid rows.
+
+    Few passes over the (B, N, d) tensor: it is the only large one.
+    """
+    invalid = ~mask.unsqueeze(-1)
+    x = states.to(torch.float64, copy=True).masked_fill_(invalid, 0.0)
+    if not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x)).flatten(1).any(dim=1).nonzero()[0].item()
+        raise NonFiniteRepresentationError(int(bad))
+    scale = x.abs().amax(dim=(1, 2), keepdim=True)
+    x.div_(torch.where(scale > 0, scale, 1.0))
+    count = mask.sum(dim=1, keepdim=True).to(torch.float64)
+    x.sub_(x.sum(dim=1, keepdim=True) / count.clamp(min=1).unsqueeze(-1))
+    return x.masked_fill_(invalid, 0.0), count
+
+
+def _inverse_norms(squared_norms: torch.Tensor, count: torch.Tensor, d: int) -> torch.Tensor:
+    """1 / ||row|| per row, 0 for rows that are zero up to float64 round-off of the mean
+    (|x| <= 1 after scaling; e.g. all rows identical): such rows stay zero, not normalised noise."""
+    norms = squared_norms.clamp(min=0).sqrt()
+    tolerance = count * math.sqrt(d) * torch.finfo(torch.float64).eps
+    return torch.where(norms > tolerance, 1.0 / torch.where(norms > tolerance, norms, 1.0), 0.0)
+
+
 def normalized_centered_rows(states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Z (B, N, d) float64: rows centred by the text's mean over valid tokens and L2-normalised.
 
@@ -67,24 +94,9 @@ def normalized_centered_rows(states: torch.Tensor, mask: torch.Tensor | None = N
     Raises NonFiniteRepresentationError if any valid row holds inf/NaN.
     """
     states, mask = _as_batch(states, mask)
-    valid = mask.unsqueeze(-1)
-    finite = torch.isfinite(states) | ~valid
-    if not bool(finite.all()):
-        bad = (~finite).flatten(1).any(dim=1).nonzero()[0].item()
-        raise NonFiniteRepresentationError(int(bad))
-    x = torch.where(valid, states.to(torch.float64), 0.0)
-    # Divide each text by its largest magnitude first: H is scale invariant, and this keeps
-    # squares of extreme float64 values (1e+-160) from overflowing or underflowing.
-    scale = x.abs().amax(dim=(1, 2), keepdim=True)
-    x = x / torch.where(scale > 0, scale, 1.0)
-    count = mask.sum(dim=1, keepdim=True).clamp(min=1).unsqueeze(-1).to(torch.float64)
-    centred = torch.where(valid, x - x.sum(dim=1, keepdim=True) / count, 0.0)
-    norms = torch.linalg.vector_norm(centred, dim=-1, keepdim=True)
-    # A centred row at the round-off level of the mean (|x| <= 1 now) is exactly zero in
-    # exact arithmetic (e.g. all rows identical); treat it so rather than normalising noise.
-    tolerance = count * math.sqrt(x.shape[-1]) * torch.finfo(torch.float64).eps
-    nonzero = norms > tolerance
-    return torch.where(nonzero, centred / torch.where(nonzero, norms, 1.0), 0.0)
+    x, count = _centred_rows(states, mask)
+    inverse = _inverse_norms(x.square().sum(dim=-1), count, x.shape[-1])
+    return x.mul_(inverse.unsqueeze(-1))
 
 
 def matrix_entropy(states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -100,10 +112,16 @@ def matrix_entropy(states: torch.Tensor, mask: torch.Tensor | None = None) -> to
     """
     single = states.dim() == 2
     states, mask = _as_batch(states, mask)
-    z = normalized_centered_rows(states, mask)
-    n, d = z.shape[1], z.shape[2]
+    x, count = _centred_rows(states, mask)
+    n, d = x.shape[1], x.shape[2]
     # Same non-zero spectrum either way; the smaller side is cheaper and better conditioned.
-    gram = z @ z.transpose(1, 2) if n <= d else z.transpose(1, 2) @ z
+    if n <= d:
+        gram = x @ x.transpose(1, 2)  # normalise the N x N Gram matrix, not the (B, N, d) rows
+        inverse = _inverse_norms(gram.diagonal(dim1=1, dim2=2), count, d)
+        gram.mul_(inverse.unsqueeze(-1)).mul_(inverse.unsqueeze(-2))
+    else:
+        x.mul_(_inverse_norms(x.square().sum(dim=-1), count, d).unsqueeze(-1))
+        gram = x.transpose(1, 2) @ x
     eigenvalues = torch.linalg.eigvalsh(gram)
     trace = gram.diagonal(dim1=1, dim2=2).sum(dim=1, keepdim=True)
     defined = (trace.squeeze(1) > 0) & (mask.sum(dim=1) >= 2)

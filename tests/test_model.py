@@ -49,7 +49,10 @@ def test_same_seed_same_results_other_seed_other_m0(tiny_models, gpt2):
 def test_results_independent_of_batch_size(tiny_models, gpt2, batch_size):
     texts = example.gold_texts()
     reference = gpt2.erank(_requests(texts))
-    other = _model(tiny_models["gpt2"], batch_size=batch_size, m0_seed=1234).erank(_requests(texts))
+    lm = _model(tiny_models["gpt2"], batch_size=batch_size, m0_seed=1234)
+    other = lm.erank(_requests(texts))
+    if batch_size == "auto":  # the chosen size is kept and reported (CPU: max_batch_size fits)
+        assert lm.erank_auto_batch_size == lm.max_batch_size == lm.get_model_info()["erank_auto_batch_size"]
     for r, o in zip(reference, other):
         for key in ("entropy_m1", "entropy_m0", "loss_m1", "loss_m0"):
             assert o[key] == pytest.approx(r[key], abs=1e-6)

@@ -11,7 +11,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lm_eval_erank import example
 from lm_eval_erank.representations import (
     NonFiniteModelOutputError,
+    base_model_gives_lm_head_input,
+    head_losses,
     length_sorted_batches,
+    pad_right,
     text_statistics,
     token_losses,
 )
@@ -76,16 +79,20 @@ def test_short_texts_are_undefined_not_errors(loaded):
 def test_non_finite_states_name_text_and_model(loaded):
     model, ids, pad = loaded["llama"]
     bad_text = 3
+    batches = length_sorted_batches([len(t) for t in ids[:6]], 6)
+    target_batch = next(b for b, batch in enumerate(batches) if bad_text in batch)
+    base_model_gives_lm_head_input(model)  # the one-off probe forward happens before the hook
+    calls = []
 
-    def poison(_module, args):
-        states = args[0].clone()
-        # The batch is length-sorted: find where text `bad_text` sits via its length pattern.
-        states[poison.row, 0, 0] = float("inf")
-        return (states,)
+    def poison(_module, _args, output):
+        calls.append(1)
+        if len(calls) - 1 != target_batch:
+            return output
+        output = output.clone()
+        output[batches[target_batch].index(bad_text), 0, 0] = float("inf")
+        return output
 
-    order = [i for batch in length_sorted_batches([len(t) for t in ids[:6]], 6) for i in batch]
-    poison.row = order.index(bad_text)
-    handle = model.get_output_embeddings().register_forward_pre_hook(poison)
+    handle = model.model.norm.register_forward_hook(poison)
     try:
         with pytest.raises(NonFiniteModelOutputError, match=r"M0 produced non-finite hidden states for text 3 .*dtype=bfloat16"):
             text_statistics(model, ids[:6], batch_size=6, pad_id=pad, model_name="M0")
@@ -109,10 +116,49 @@ def test_token_losses_chunking_matches_direct():
 
 
 def test_length_sorted_batches_cover_every_index_once():
-    lengths = [3, 9, 1, 9, 4, 7]
+    lengths = [3, 9, 1, 9, 4, 7, 2, 2, 2, 2, 40]
     batches = length_sorted_batches(lengths, 4)
     flat = [i for b in batches for i in b]
-    assert sorted(flat) == list(range(6)) and [len(b) for b in batches] == [4, 2]
+    assert sorted(flat) == list(range(len(lengths)))
     assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
+    budget = 4 * sorted(lengths)[len(lengths) // 2]
+    for b in batches:
+        assert len(b) <= 4 and (len(b) == 1 or len(b) * lengths[b[0]] <= budget)
+    assert batches[0] == [10]  # the long outlier does not pad three others to 40 tokens
+    assert length_sorted_batches([], 4) == []
     with pytest.raises(ValueError):
         length_sorted_batches(lengths, 0)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fast_path_is_detected_and_equals_the_full_forward(loaded, arch):
+    model, ids, pad = loaded[arch]
+    assert base_model_gives_lm_head_input(model)
+    input_ids, mask = pad_right(ids[:8], pad, "cpu")
+    with torch.no_grad():
+        full = model(input_ids=input_ids, attention_mask=mask.long())
+        hidden = model.base_model(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
+    expected = token_losses(full.logits, input_ids, mask)
+    got = head_losses(model.get_output_embeddings(), hidden, input_ids, mask)
+    assert torch.allclose(got, expected, atol=1e-6, rtol=0)
+
+
+def test_models_that_post_process_logits_take_the_full_path(tiny_models, loaded):
+    from transformers import GPT2LMHeadModel
+
+    class ScaledLogits(GPT2LMHeadModel):
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out.logits = out.logits * 0.5
+            return out
+
+    model = ScaledLogits.from_pretrained(tiny_models["gpt2"]).eval()
+    _, ids, pad = loaded["gpt2"]
+    assert not base_model_gives_lm_head_input(model)
+    stats = text_statistics(model, ids[:4], batch_size=4, pad_id=pad)
+    for i in range(4):
+        x = torch.tensor([ids[i]])
+        with torch.no_grad():
+            logits = model(x).logits
+        want = torch.nn.functional.cross_entropy(logits[0, :-1], x[0, 1:])
+        assert float(stats.loss[i]) == pytest.approx(float(want), abs=1e-5)
