@@ -24,7 +24,7 @@ from lm_eval_erank.tasks import ERANK_REQUEST, LM_EVAL_TASKS_DIR
 from .conftest import SHARED_DATA, model_args, run_cli
 
 LM_TASKS = ("dolly", "hh_rlhf", "wikipedia", "openwebtext2", "wikitext")
-GROUP_METRICS = ("diff_erank", "erank_m1", "erank_m0", "reduced_loss", "loss_m1", "loss_m0")
+GROUP_METRICS = ("diff_erank", "erank_m1", "erank_m0", "erank_ratio", "reduced_loss", "loss_m1", "loss_m0")
 MAX_LENGTH = 64  # model argument of the CLI run: the long wikitext page must be cut there
 
 # ---- fixture rows, in the schemas of the hub data sets ---------------------------------------
