@@ -43,28 +43,28 @@ def arithmetic_mean(items: Sequence) -> float | None:
     return None if values is None else float(values[:, 0].mean())
 
 
+def geometric_means(items: Sequence) -> np.ndarray | None:
+    """Per column exp(mean_i log x_i) of items (positive values or tuples of them); None if all excluded."""
+    values = _matrix(items)
+    return None if values is None else np.exp(np.log(values).mean(axis=0))
+
+
 def geometric_mean(items: Sequence) -> float | None:
     """exp(mean_i log x_i) over present items (x_i > 0); None when every item is excluded."""
-    values = _matrix(items)
-    return None if values is None else float(np.exp(np.log(values[:, 0]).mean()))
+    g = geometric_means(items)
+    return None if g is None else float(g[0])
 
 
 def difference_of_geometric_means(items: Sequence) -> float | None:
     """exp(mean_i log a_i) - exp(mean_i log b_i) for items (a_i, b_i); None if all excluded."""
-    values = _matrix(items)
-    if values is None:
-        return None
-    logs = np.log(values).mean(axis=0)
-    return float(np.exp(logs[0]) - np.exp(logs[1]))
+    g = geometric_means(items)
+    return None if g is None else float(g[0] - g[1])
 
 
 def ratio_of_geometric_means(items: Sequence) -> float | None:
     """exp(mean_i log b_i) / exp(mean_i log a_i) for items (a_i, b_i); None if all excluded."""
-    values = _matrix(items)
-    if values is None:
-        return None
-    logs = np.log(values).mean(axis=0)
-    return float(np.exp(logs[1] - logs[0]))
+    g = geometric_means(items)
+    return None if g is None else float(g[1] / g[0])
 
 
 def count(items: Sequence) -> float:
@@ -106,8 +106,9 @@ def _bootstrap(statistic, values: np.ndarray, iters: int) -> float | str:
     return float(np.concatenate(replicates).std(ddof=1))
 
 
-def _log_mean_bootstrap(items: Sequence, combine, iters: int) -> float | str:
-    """Bootstrap stderr of ``combine(mean_i log x_i)`` (per column) over paired rows of items."""
+def geometric_means_stderr(items: Sequence, combine, iters: int) -> float | str:
+    """Paired bootstrap stderr of ``combine(g)``, g the (R, k) per-column geometric means of each
+    resample of the rows of ``items``."""
     values = _matrix(items)
     if values is None:
         return "N/A"
@@ -116,14 +117,14 @@ def _log_mean_bootstrap(items: Sequence, combine, iters: int) -> float | str:
 
 def geometric_mean_stderr(items: Sequence, iters: int = 1000) -> float | str:
     """Bootstrap standard error of :func:`geometric_mean`."""
-    return _log_mean_bootstrap(items, lambda g: g[:, 0], iters)
+    return geometric_means_stderr(items, lambda g: g[:, 0], iters)
 
 
 def difference_of_geometric_means_stderr(items: Sequence, iters: int = 1000) -> float | str:
     """Paired bootstrap standard error of :func:`difference_of_geometric_means`."""
-    return _log_mean_bootstrap(items, lambda g: g[:, 0] - g[:, 1], iters)
+    return geometric_means_stderr(items, lambda g: g[:, 0] - g[:, 1], iters)
 
 
 def ratio_of_geometric_means_stderr(items: Sequence, iters: int = 1000) -> float | str:
     """Paired bootstrap standard error of :func:`ratio_of_geometric_means`."""
-    return _log_mean_bootstrap(items, lambda g: g[:, 1] / g[:, 0], iters)
+    return geometric_means_stderr(items, lambda g: g[:, 1] / g[:, 0], iters)

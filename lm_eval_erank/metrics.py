@@ -122,11 +122,11 @@ def layer_metric_base(name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def metric_list_entries() -> list[dict]:
-    """``metric_list`` entries (as in a task YAML) for every eRank metric."""
+def metric_list_entries(specs: tuple[MetricSpec, ...] = METRICS) -> list[dict]:
+    """``metric_list`` entries (as in a task YAML) for ``specs`` (default: every eRank metric)."""
     return [
         {"metric": m.name, "aggregation": AGGREGATION_PREFIX + m.name, "higher_is_better": m.higher_is_better}
-        for m in METRICS
+        for m in specs
     ]
 
 
@@ -138,9 +138,21 @@ def register() -> None:
     """Register the metrics and aggregations with lm-eval and teach it their stderrs (idempotent)."""
     import lm_eval.api.metrics as lm_metrics  # noqa: F401  (loads the built-ins first)
     import lm_eval.evaluator_utils as evaluator_utils
+
+    register_specs(METRICS)
+    if not getattr(evaluator_utils.stderr_for_metric, "_erank_aware", False):
+        evaluator_utils.stderr_for_metric = _erank_aware_stderr(evaluator_utils.stderr_for_metric)
+        lm_metrics.stderr_for_metric = evaluator_utils.stderr_for_metric
+    if not getattr(lm_metrics.aggregate_subtask_metrics, "_skips_none", False):
+        lm_metrics.aggregate_subtask_metrics = _none_skipping(lm_metrics.aggregate_subtask_metrics)
+
+
+def register_specs(specs: tuple[MetricSpec, ...]) -> None:
+    """Register each metric and its aggregation (idempotent); their stderrs reach lm-eval through
+    the ``erank_stderr`` attribute that :func:`register`'s ``stderr_for_metric`` hook reads."""
     from lm_eval.api import registry
 
-    for spec in METRICS:
+    for spec in specs:
         agg_name = AGGREGATION_PREFIX + spec.name
         if agg_name not in registry.aggregation_registry:
             registry.register_aggregation(agg_name)(_named(spec, agg_name))
@@ -148,11 +160,6 @@ def register() -> None:
             registry.register_metric(
                 metric=spec.name, higher_is_better=spec.higher_is_better, aggregation=agg_name
             )(_passthrough)
-    if not getattr(evaluator_utils.stderr_for_metric, "_erank_aware", False):
-        evaluator_utils.stderr_for_metric = _erank_aware_stderr(evaluator_utils.stderr_for_metric)
-        lm_metrics.stderr_for_metric = evaluator_utils.stderr_for_metric
-    if not getattr(lm_metrics.aggregate_subtask_metrics, "_skips_none", False):
-        lm_metrics.aggregate_subtask_metrics = _none_skipping(lm_metrics.aggregate_subtask_metrics)
 
 
 def _named(spec: MetricSpec, name: str) -> Callable:

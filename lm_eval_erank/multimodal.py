@@ -243,46 +243,24 @@ def sample_entropies(model, processor, images: Sequence, texts: Sequence[str], r
 
 def image_reduction_ratio(items: Sequence) -> float | None:
     """Items (eRank1_i, eRank2_i): (G1 - G2) / G1 with G = exp(mean log); None if all excluded."""
-    values = agg._matrix(items)
-    if values is None:
-        return None
-    g = np.exp(np.log(values).mean(axis=0))
-    return float((g[0] - g[1]) / g[0])
+    g = agg.geometric_means(items)
+    return None if g is None else float((g[0] - g[1]) / g[0])
 
 
 def image_reduction_ratio_stderr(items: Sequence, iters: int = 1000) -> float | str:
     """Bootstrap over samples, the ratio recomputed from each replicate's exp-mean eRanks."""
-    values = agg._matrix(items)
-    if values is None:
-        return "N/A"
-
-    def statistic(sample: np.ndarray) -> np.ndarray:
-        g = np.exp(sample.mean(axis=1))
-        return (g[:, 0] - g[:, 1]) / g[:, 0]
-
-    return agg._bootstrap(statistic, np.log(values), iters)
+    return agg.geometric_means_stderr(items, lambda g: (g[:, 0] - g[:, 1]) / g[:, 0], iters)
 
 
 def image_text_alignment(items: Sequence) -> float | None:
     """Items (eRank3_i, eRank4_i, eRank5_i): mean(G3, G4, G5) / max(G3, G4, G5)."""
-    values = agg._matrix(items)
-    if values is None:
-        return None
-    g = np.exp(np.log(values).mean(axis=0))
-    return float(g.mean() / g.max())
+    g = agg.geometric_means(items)
+    return None if g is None else float(g.mean() / g.max())
 
 
 def image_text_alignment_stderr(items: Sequence, iters: int = 1000) -> float | str:
     """Bootstrap over samples, the alignment recomputed from each replicate's exp-mean eRanks."""
-    values = agg._matrix(items)
-    if values is None:
-        return "N/A"
-
-    def statistic(sample: np.ndarray) -> np.ndarray:
-        g = np.exp(sample.mean(axis=1))
-        return g.mean(axis=1) / g.max(axis=1)
-
-    return agg._bootstrap(statistic, np.log(values), iters)
+    return agg.geometric_means_stderr(items, lambda g: g.mean(axis=1) / g.max(axis=1), iters)
 
 
 def per_sample_values(row: dict[str, Any]) -> dict[str, Any]:

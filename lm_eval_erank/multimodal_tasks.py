@@ -35,7 +35,7 @@ from lm_eval.api.task import ConfigurableTask
 
 from . import aggregation as agg
 from . import multimodal as mm
-from .metrics import AGGREGATION_PREFIX, MetricSpec, _named, _passthrough
+from .metrics import MetricSpec, metric_list_entries, register_specs
 
 MULTIMODAL_REQUEST = "erank_multimodal"
 _OWN_KEYS = ("class", "mm_image", "mm_text", "mm_rotate", "mm_image_root")
@@ -54,28 +54,10 @@ MULTIMODAL_METRICS: tuple[MetricSpec, ...] = (
 
 
 def register_metrics() -> None:
-    """Register the multi-modal metrics and their aggregations with lm-eval (idempotent).
-
-    Their stderrs go through the eRank-aware ``stderr_for_metric`` that ``metrics.register()``
-    installs (it reads the ``erank_stderr`` attribute of each aggregation)."""
+    """Register the multi-modal metrics and their aggregations with lm-eval (idempotent)."""
     import lm_eval.api.metrics  # noqa: F401  (built-ins first)
-    from lm_eval.api import registry
 
-    for spec in MULTIMODAL_METRICS:
-        agg_name = AGGREGATION_PREFIX + spec.name
-        if agg_name not in registry.aggregation_registry:
-            registry.register_aggregation(agg_name)(_named(spec, agg_name))
-        if spec.name not in registry.metric_registry:
-            registry.register_metric(
-                metric=spec.name, higher_is_better=spec.higher_is_better, aggregation=agg_name
-            )(_passthrough)
-
-
-def metric_list_entries() -> list[dict]:
-    return [
-        {"metric": m.name, "aggregation": AGGREGATION_PREFIX + m.name, "higher_is_better": m.higher_is_better}
-        for m in MULTIMODAL_METRICS
-    ]
+    register_specs(MULTIMODAL_METRICS)
 
 
 class MultimodalErankTask(ConfigurableTask):
@@ -91,7 +73,7 @@ class MultimodalErankTask(ConfigurableTask):
         config.setdefault("output_type", "loglikelihood_rolling")
         config.setdefault("doc_to_text", "")
         config.setdefault("doc_to_target", "")
-        config["metric_list"] = metric_list_entries()
+        config["metric_list"] = metric_list_entries(MULTIMODAL_METRICS)
         super().__init__(config={k: v for k, v in config.items() if k not in _OWN_KEYS}, **kwargs)
 
     def mm_text(self, doc: dict) -> str:
