@@ -165,7 +165,7 @@ def test_harness_layers_ratio_and_cache(tiny_models, local_tasks, tmp_path):
         assert "diff_erank_layer2,none" not in row  # the last layer is the unsuffixed metric
         assert row["erank_ratio,none"] == pytest.approx(row["erank_m1,none"] / row["erank_m0,none"], rel=1e-12)
         assert second["results"][task] == row  # from M0's cache, identical
-    assert first["config"]["erank_layers"] == [1, 2]
+    assert first["config"]["erank_layers"] == [1, 2] and first["config"]["erank_last_layer"] == 2
     assert first["config"]["erank_m0_cache"].startswith(str(cache))
     assert first["higher_is_better"]["local_erank_piqa"]["erank_ratio"] is False
     sample = samples["local_erank_piqa"][0]
