@@ -3,8 +3,8 @@
 lm-eval 0.4.13's HFMultimodalLM accepts images only in ``generate_until``; the
 ``erank_multimodal`` request therefore runs its own forward (processor + the model's base
 module, with hooks on ``multi_modal_projector``), see :mod:`lm_eval_erank.multimodal`.
-Importing this module registers the model, the multi-modal metrics and a clear error for
-models that do not serve the request.
+Importing this module registers the model; ``plugin.register()`` registers the metrics and
+the clear error for models that do not serve the request.
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from __future__ import annotations
 import logging
 
 from lm_eval.api.instance import Instance
-from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.models.hf_vlms import HFMultimodalLM
 from tqdm import tqdm
 
 from . import __version__
 from . import multimodal as mm
-from .multimodal_tasks import MULTIMODAL_REQUEST, register_metrics
 
 logger = logging.getLogger("lm_eval.erank.multimodal")
 
@@ -75,15 +73,3 @@ class ErankMultimodalLM(HFMultimodalLM):
             "lm_eval_erank_version": __version__,
         })
         return info
-
-
-def _missing_erank_multimodal(self, requests, *args, **kwargs):
-    raise NotImplementedError(
-        f"the erank_mm_* tasks send '{MULTIMODAL_REQUEST}' requests, which {type(self).__name__} does not serve. "
-        "Run them with --model hf-multimodal-erank (it accepts every --model hf-multimodal argument)."
-    )
-
-
-if not hasattr(LM, MULTIMODAL_REQUEST):
-    setattr(LM, MULTIMODAL_REQUEST, _missing_erank_multimodal)
-register_metrics()

@@ -6,7 +6,8 @@
 2. registers the eRank metrics and the ``hf-erank`` model;
 3. makes every TaskManager also index this package's task directory, so ``--tasks erank_piqa``
    works without ``--include_path`` (a user's ``--include_path`` still works beside it);
-4. gives models without an ``erank`` method a clear error naming ``hf-erank``;
+4. gives models without an ``erank`` / ``erank_multimodal`` method a clear error naming the
+   model that serves it;
 5. makes lm-eval's result and sample writers finish their file before a Ctrl-C takes effect,
    so an interrupted run leaves no truncated output file.
 """
@@ -28,11 +29,24 @@ def task_dir() -> Path:
     return Path(str(files("lm_eval_erank.task_configs")))
 
 
-def _missing_erank(self, requests, *args, **kwargs):
-    raise NotImplementedError(
-        f"the erank_* tasks send 'erank' requests, which {type(self).__name__} does not serve. "
-        "Run them with --model hf-erank (it accepts every --model hf argument)."
-    )
+# Our request types -> (the tasks that send them, the model that serves them, what it extends).
+REQUEST_SERVERS = {
+    "erank": ("erank_*", "hf-erank", "hf"),
+    "erank_multimodal": ("erank_mm_*", "hf-multimodal-erank", "hf-multimodal"),
+}
+
+
+def _missing_request(request_type: str):
+    """An LM method for ``request_type`` on models that do not serve it: a clear error naming the fix."""
+    tasks, model, base = REQUEST_SERVERS[request_type]
+
+    def missing(self, requests, *args, **kwargs):
+        raise NotImplementedError(
+            f"the {tasks} tasks send '{request_type}' requests, which {type(self).__name__} does not serve. "
+            f"Run them with --model {model} (it accepts every --model {base} argument)."
+        )
+
+    return missing
 
 
 def _with_erank_tasks(init):
@@ -83,16 +97,18 @@ def register() -> None:
     from lm_eval.loggers.evaluation_tracker import EvaluationTracker
     from lm_eval.tasks.manager import TaskManager
 
-    from . import metrics
+    from . import metrics, multimodal_tasks
 
     metrics.register()
+    multimodal_tasks.register_metrics()
     from . import model  # noqa: F401  (registers hf-erank)
     from . import multimodal_model  # noqa: F401  (registers hf-multimodal-erank)
 
     if not getattr(TaskManager.__init__, "_erank_tasks", False):
         TaskManager.__init__ = _with_erank_tasks(TaskManager.__init__)
-    if not hasattr(LM, "erank"):
-        LM.erank = _missing_erank
+    for request_type in REQUEST_SERVERS:
+        if not hasattr(LM, request_type):
+            setattr(LM, request_type, _missing_request(request_type))
     for name in ("save_results_aggregated", "save_results_samples"):
         method = getattr(EvaluationTracker, name)
         if not getattr(method, "_uninterruptible", False):

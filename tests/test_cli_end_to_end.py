@@ -153,6 +153,7 @@ def test_standard_model_on_erank_task_fails_naming_hf_erank(tiny_models, local_t
     )
     assert done.returncode != 0
     assert "--model hf-erank" in done.stderr
+    assert "Running loglikelihood requests" not in done.stderr  # the erank requests run first: it fails at once
     assert results is None
 
 

@@ -35,3 +35,21 @@ def test_per_document_values_map_undefined_to_none():
                                   "n_tokens": 2, "truncated": False, "layers": {4: {"entropy_m1": 1.0, "entropy_m0": 2.0}}})
     assert values["diff_erank"] is None and values["erank_excluded"] == 1 and values["reduced_loss"] == 2.0
     assert values["erank_m1_layer4"] == math.exp(1.0) and values["diff_erank_layer4"] == [math.exp(2.0), math.exp(1.0)]
+
+
+def test_every_request_type_of_ours_has_a_clear_error_on_other_models():
+    from lm_eval.api.model import LM
+
+    from lm_eval_erank.multimodal_tasks import MULTIMODAL_REQUEST
+    from lm_eval_erank.plugin import REQUEST_SERVERS
+    from lm_eval_erank.tasks import ERANK_REQUEST
+
+    register()
+    assert set(REQUEST_SERVERS) == {ERANK_REQUEST, MULTIMODAL_REQUEST}
+    for request_type, (_, model, _) in REQUEST_SERVERS.items():
+        try:
+            getattr(LM, request_type)(object(), [])
+        except NotImplementedError as err:
+            assert f"--model {model}" in str(err)
+        else:
+            raise AssertionError(f"{request_type} did not raise")
