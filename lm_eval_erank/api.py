@@ -82,20 +82,22 @@ class TwinProvider:
         return self._checksum
 
     def statistics(self, token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
-                   progress: Callable[[int], None] | None = None) -> TextStatistics:
+                   progress: Callable[[int], None] | None = None, losses: bool = True) -> TextStatistics:
         """M0's per-text statistics, computed only for texts the cache does not hold."""
         last = num_layers(self.m1)
         wanted = sorted(set(layers) | {last})
         if self.cache is None:
-            return text_statistics(self.model, token_ids, batch_size, pad_id, "M0", progress, wanted)
-        loss, entropy, hit = self.cache.lookup(token_ids, wanted)
+            return text_statistics(self.model, token_ids, batch_size, pad_id, "M0", progress, wanted, losses)
+        loss, entropy, hit = self.cache.lookup(token_ids, wanted, losses)
         if progress is not None:
             progress(int(hit.sum()))
         missing = [i for i in range(len(token_ids)) if not hit[i]]
         if missing:
-            fresh = text_statistics(self.model, [token_ids[i] for i in missing], batch_size, pad_id, "M0", progress, wanted)
+            fresh = text_statistics(self.model, [token_ids[i] for i in missing], batch_size, pad_id, "M0", progress,
+                                    wanted, losses)
             index = torch.as_tensor(missing)
-            loss[index] = fresh.loss
+            if losses:
+                loss[index] = fresh.loss
             for layer in wanted:
                 entropy[layer][index] = fresh.layer_entropy[layer]
             self.cache.store([token_ids[i] for i in missing], fresh.loss, fresh.layer_entropy, self.checksum)
@@ -107,18 +109,24 @@ class DiffErankResult:
     """Per-text values (tensors over texts, float64, NaN = undefined) and their aggregations.
 
     ``layers`` are hidden-state indices (0 = embeddings, i = block i, L = LM head input);
-    ``entropy_m1[layer]`` / ``entropy_m0[layer]`` are (n_texts,) entropies in nats.
+    ``entropy_m1[layer]`` / ``entropy_m0[layer]`` are (n_texts,) entropies in nats;
+    ``loss_m1`` / ``loss_m0`` are (n_texts,) mean token losses, None when not computed
+    (``losses=False``: then the loss metrics are left out of ``summary`` and ``per_text``).
     """
 
     entropy_m1: dict[int, torch.Tensor]
     entropy_m0: dict[int, torch.Tensor]
-    loss_m1: torch.Tensor
-    loss_m0: torch.Tensor
+    loss_m1: torch.Tensor | None
+    loss_m0: torch.Tensor | None
     n_tokens: list[int]
     truncated: list[bool]
     last_layer: int
     m0_seed: int
     m0_checksum: str
+
+    @property
+    def has_losses(self) -> bool:
+        return self.loss_m1 is not None and self.loss_m0 is not None
 
     @property
     def layers(self) -> tuple[int, ...]:
@@ -155,6 +163,8 @@ class DiffErankResult:
 
     def reduced_loss(self) -> float | None:
         """mean over texts of L(M0) - L(M1)."""
+        if not self.has_losses:
+            raise ValueError("the losses were not computed (losses=False)")
         return agg.arithmetic_mean([None if math.isnan(a) or math.isnan(b) else a - b
                                     for a, b in zip(self.loss_m0.tolist(), self.loss_m1.tolist())])
 
@@ -163,11 +173,12 @@ class DiffErankResult:
         out = {
             "diff_erank": self.diff_erank(), "erank_m1": self.erank_m1(), "erank_m0": self.erank_m0(),
             "diff_erank_b": self.diff_erank_b(), "erank_ratio": self.erank_ratio(),
-            "reduced_loss": self.reduced_loss(),
-            "loss_m1": agg.arithmetic_mean([None if math.isnan(x) else x for x in self.loss_m1.tolist()]),
-            "loss_m0": agg.arithmetic_mean([None if math.isnan(x) else x for x in self.loss_m0.tolist()]),
             "erank_excluded": self.excluded, "erank_truncated": sum(self.truncated), "texts": len(self.n_tokens),
         }
+        if self.has_losses:
+            out["reduced_loss"] = self.reduced_loss()
+            out["loss_m1"] = agg.arithmetic_mean([None if math.isnan(x) else x for x in self.loss_m1.tolist()])
+            out["loss_m0"] = agg.arithmetic_mean([None if math.isnan(x) else x for x in self.loss_m0.tolist()])
         for layer in self.layers:
             if layer != self.last_layer:
                 out[f"diff_erank_layer{layer}"] = self.diff_erank(layer)
@@ -176,17 +187,19 @@ class DiffErankResult:
         return out
 
     def per_text(self) -> list[dict]:
-        """One dict per text: entropies (nats, per layer), losses, token count, truncation; None = undefined."""
+        """One dict per text: entropies (nats, per layer), losses (when computed), token count,
+        truncation; None = undefined."""
         def value(x: float) -> float | None:
             return None if math.isnan(x) else x
 
         rows = []
         for i, n in enumerate(self.n_tokens):
+            losses = {"loss_m1": value(float(self.loss_m1[i])),
+                      "loss_m0": value(float(self.loss_m0[i]))} if self.has_losses else {}
             rows.append({
                 "entropy_m1": value(float(self.entropy_m1[self.last_layer][i])),
                 "entropy_m0": value(float(self.entropy_m0[self.last_layer][i])),
-                "loss_m1": value(float(self.loss_m1[i])),
-                "loss_m0": value(float(self.loss_m0[i])),
+                **losses,
                 "n_tokens": n,
                 "truncated": self.truncated[i],
                 "layers": {layer: {"entropy_m1": value(float(self.entropy_m1[layer][i])),
@@ -206,10 +219,11 @@ def combine(s1: TextStatistics, s0: TextStatistics, token_ids, truncated, m0_see
 
 
 def pair_statistics(m1, twin: TwinProvider, token_ids, truncated, batch_size: int, pad_id: int,
-                    layers: Sequence[int] = (), progress: Callable[[int], None] | None = None) -> DiffErankResult:
+                    layers: Sequence[int] = (), progress: Callable[[int], None] | None = None,
+                    losses: bool = True) -> DiffErankResult:
     """Run M1 and M0 over pre-tokenised texts: the shared core of the harness and the API."""
-    s1 = text_statistics(m1, token_ids, batch_size, pad_id, "M1", progress, layers)
-    s0 = twin.statistics(token_ids, batch_size, pad_id, layers, progress)
+    s1 = text_statistics(m1, token_ids, batch_size, pad_id, "M1", progress, layers, losses)
+    s0 = twin.statistics(token_ids, batch_size, pad_id, layers, progress, losses)
     return combine(s1, s0, token_ids, truncated, twin.seed, twin.checksum)
 
 
@@ -226,6 +240,7 @@ def diff_erank(
     max_length: int | None = None,
     add_bos_token: bool = False,
     m0_cache: str | Path | None = None,
+    losses: bool = True,
 ) -> DiffErankResult:
     """Diff-eRank of an already-loaded causal LM on ``texts``.
 
@@ -241,6 +256,7 @@ def diff_erank(
         batch_size: texts per forward.
         add_bos_token: prepend BOS where the tokenizer does not add it.
         m0_cache: a directory for M0's per-text results (see m0_cache.py), or None.
+        losses: also compute the token losses (reduced loss); False skips the LM head.
     """
     was_training = model.training
     model.eval()
@@ -250,6 +266,6 @@ def diff_erank(
         ids, truncated = encode_texts(tokenizer, texts, max_length, add_bos_token)
         twin = TwinProvider(model, m0_seed, device=m0_device, m0=m0, cache_dir=m0_cache)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        return pair_statistics(model, twin, ids, truncated, batch_size, pad_id, wanted)
+        return pair_statistics(model, twin, ids, truncated, batch_size, pad_id, wanted, losses=losses)
     finally:
         model.train(was_training)

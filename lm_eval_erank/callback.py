@@ -7,7 +7,8 @@ Every ``every_n_steps`` optimizer steps (and once before training), the callback
 Diff-eRank of the model being trained on a fixed held-out text set and logs it through
 ``trainer.log`` (so every configured logger — TensorBoard, W&B, ... — receives it) as
 ``{prefix}diff_erank``, ``{prefix}erank_m1``, ``{prefix}erank_m0``, ``{prefix}erank_ratio``,
-``{prefix}reduced_loss`` (and per-layer values with ``layers=``).
+``{prefix}reduced_loss``, ``{prefix}loss_m1`` (unless ``losses=False``) and per-layer values
+with ``layers=``.
 
 M0 does not change during training: its side (a random twin of the model's config) is
 computed once per run, on the first evaluation, and the twin is then freed.
@@ -29,7 +30,7 @@ from .representations import TextStatistics, num_layers, parse_layers, text_stat
 class DiffErankCallback(TrainerCallback):
     def __init__(self, trainer, texts: Sequence[str], every_n_steps: int = 500, *, tokenizer=None,
                  m0_seed: int = 0, layers="last", batch_size: int = 16, max_length: int | None = None,
-                 prefix: str = "erank/", at_start: bool = True):
+                 prefix: str = "erank/", at_start: bool = True, losses: bool = True):
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         if not texts:
@@ -42,6 +43,7 @@ class DiffErankCallback(TrainerCallback):
         self.every_n_steps = every_n_steps
         self.m0_seed, self.layers_spec, self.batch_size = m0_seed, layers, batch_size
         self.max_length, self.prefix, self.at_start = max_length, prefix, at_start
+        self.losses = losses
         self._m0: TextStatistics | None = None
         self._m0_checksum = ""
         self.history: list[tuple[int, dict]] = []
@@ -66,16 +68,16 @@ class DiffErankCallback(TrainerCallback):
             pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
             if self._m0 is None:
                 twin = TwinProvider(model, self.m0_seed)
-                self._m0 = twin.statistics(ids, self.batch_size, pad_id, layers)
+                self._m0 = twin.statistics(ids, self.batch_size, pad_id, layers, losses=self.losses)
                 self._m0_checksum = twin.checksum
                 del twin  # M0 is not needed again: free its memory
-            s1 = text_statistics(model, ids, self.batch_size, pad_id, "M1", None, layers)
+            s1 = text_statistics(model, ids, self.batch_size, pad_id, "M1", None, layers, self.losses)
             result = combine(s1, self._m0, ids, truncated, self.m0_seed, self._m0_checksum)
         finally:
             model.train(was_training)
         summary = result.summary()
         keys = ["diff_erank", "erank_m1", "erank_m0", "erank_ratio", "reduced_loss", "loss_m1"]
         keys += [k for k in summary if "_layer" in k]
-        logs = {f"{self.prefix}{k}": summary[k] for k in keys if summary[k] is not None}
+        logs = {f"{self.prefix}{k}": summary[k] for k in keys if summary.get(k) is not None}
         self.history.append((state.global_step, logs))
         self.trainer.log(logs)

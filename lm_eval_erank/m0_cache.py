@@ -7,7 +7,8 @@ computes and stores them, later runs read them (and need not even build M0).
 
 Layout: ``<directory>/<model key>.json`` = {"key": {...what the key hashes...},
 "m0_checksum": str | null, "texts": {sha256(token ids): {"loss": float | null,
-"entropy": {layer: float | null}}}}. Files are replaced atomically.
+"entropy": {layer: float | null}}}}; null = undefined, a missing "loss" = not computed (a run
+with ``losses=False``). Files are replaced atomically.
 """
 
 from __future__ import annotations
@@ -72,27 +73,33 @@ class M0Cache:
                 self._texts = stored.get("texts", {})
                 self.m0_checksum = stored.get("m0_checksum")
 
-    def lookup(self, token_ids: Sequence[Sequence[int]], layers: Sequence[int]):
-        """(loss (n,), {layer: entropy (n,)}, hit mask (n,)) with NaN where missing/undefined."""
+    def lookup(self, token_ids: Sequence[Sequence[int]], layers: Sequence[int], losses: bool = True):
+        """(loss (n,) or None when ``losses`` is False, {layer: entropy (n,)}, hit mask (n,)),
+        NaN where missing/undefined. A hit holds every layer (and the loss, when asked for)."""
         n = len(token_ids)
-        loss = torch.full((n,), _FLOAT_NONE, dtype=torch.float64)
+        loss = torch.full((n,), _FLOAT_NONE, dtype=torch.float64) if losses else None
         entropy = {layer: torch.full((n,), _FLOAT_NONE, dtype=torch.float64) for layer in layers}
         hit = torch.zeros(n, dtype=torch.bool)
         for i, ids in enumerate(token_ids):
             entry = self._texts.get(text_key(ids))
             if entry is None or not all(str(layer) in entry["entropy"] for layer in layers):
                 continue
+            if losses and "loss" not in entry:
+                continue
             hit[i] = True
-            loss[i] = _from_json(entry["loss"])
+            if losses:
+                loss[i] = _from_json(entry["loss"])
             for layer in layers:
                 entropy[layer][i] = _from_json(entry["entropy"][str(layer)])
         return loss, entropy, hit
 
-    def store(self, token_ids: Sequence[Sequence[int]], loss: torch.Tensor, entropy: dict[int, torch.Tensor],
+    def store(self, token_ids: Sequence[Sequence[int]], loss: torch.Tensor | None, entropy: dict[int, torch.Tensor],
               m0_checksum: str | None) -> None:
+        """Add or extend the entries of ``token_ids`` (``loss`` None: not computed, left as stored)."""
         for i, ids in enumerate(token_ids):
-            entry = self._texts.setdefault(text_key(ids), {"loss": None, "entropy": {}})
-            entry["loss"] = _to_json(loss[i])
+            entry = self._texts.setdefault(text_key(ids), {"entropy": {}})
+            if loss is not None:
+                entry["loss"] = _to_json(loss[i])
             entry["entropy"].update({str(layer): _to_json(values[i]) for layer, values in entropy.items()})
         if m0_checksum is not None:
             self.m0_checksum = m0_checksum

@@ -85,10 +85,10 @@ def per_document_values(response: Mapping[str, object]) -> dict[str, object]:
     optional layers {i: {entropy_m1, entropy_m0}}) to the per-doc metric values.
 
     Undefined quantities arrive as None (or NaN from the pure layers) and leave as None.
+    Without loss keys (``losses=false``) the loss metrics are left out, so lm-eval does not
+    report them.
     """
     pair = _erank_pair(response["entropy_m0"], response["entropy_m1"])
-    l1 = _finite_or_none(response["loss_m1"])
-    l0 = _finite_or_none(response["loss_m0"])
     e0, e1 = pair if pair else (None, None)
     values = {
         "diff_erank": list(pair) if pair else None,
@@ -98,13 +98,14 @@ def per_document_values(response: Mapping[str, object]) -> dict[str, object]:
         "diff_erank_b": e0 - e1 if pair else None,
         "erank_m1_b": e1,
         "erank_m0_b": e0,
-        "reduced_loss": l0 - l1 if l1 is not None and l0 is not None else None,
-        "loss_m1": l1,
-        "loss_m0": l0,
-        "erank_excluded": 0 if pair else 1,
-        "erank_truncated": int(bool(response["truncated"])),
-        "erank_tokens": int(response["n_tokens"]),
     }
+    if "loss_m1" in response:  # absent when the model ran with losses=false
+        l1, l0 = _finite_or_none(response["loss_m1"]), _finite_or_none(response["loss_m0"])
+        values["reduced_loss"] = l0 - l1 if l1 is not None and l0 is not None else None
+        values["loss_m1"], values["loss_m0"] = l1, l0
+    values["erank_excluded"] = 0 if pair else 1
+    values["erank_truncated"] = int(bool(response["truncated"]))
+    values["erank_tokens"] = int(response["n_tokens"])
     for layer, entropies in (response.get("layers") or {}).items():
         layer_pair = _erank_pair(entropies["entropy_m0"], entropies["entropy_m1"])
         values[f"diff_erank_layer{layer}"] = list(layer_pair) if layer_pair else None

@@ -19,6 +19,17 @@ from .twin import check_twin_supported, validate_seed
 logger = logging.getLogger("lm_eval.erank.model")
 
 _OFF = {"off", "none", "false", "0", ""}
+_BOOLEANS = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
+
+
+def parse_bool(name: str, value: bool | str) -> bool:
+    """A boolean model argument: True/False, or true/false, on/off, yes/no, 1/0 as text."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in _BOOLEANS:
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return _BOOLEANS[text]
 
 
 @register_model("hf-erank", "erank")
@@ -33,15 +44,19 @@ class ErankHFLM(HFLM):
             ``paper``, ``all`` or indices joined by ':' (0 = embeddings, i = block i).
         m0_cache: directory of M0's cached per-text results (default: see m0_cache.py),
             or ``off``.
+        losses: ``true`` (default) also computes the token losses of M1 and M0 (metrics
+            reduced_loss, loss_m1, loss_m0); ``false`` leaves them out and skips the LM head
+            (about a third of the erank requests' work at a GPT-2-small shape on a CPU).
 
     The loglikelihood and generation paths are HFLM's, untouched.
     """
 
-    OWN_ARGUMENTS = ("m0_seed", "m0_device", "layers", "m0_cache")
+    OWN_ARGUMENTS = ("m0_seed", "m0_device", "layers", "m0_cache", "losses")
 
     def __init__(self, *args, m0_seed: int | str | None = None, m0_device: str | None = None,
-                 layers: str = "last", m0_cache: str | None = None, **kwargs) -> None:
+                 layers: str = "last", m0_cache: str | None = None, losses: bool | str = True, **kwargs) -> None:
         seed = validate_seed(torch.initial_seed() if m0_seed is None else m0_seed)
+        self.losses = parse_bool("losses", losses)
         try:
             super().__init__(*args, **kwargs)
         except TypeError as err:
@@ -109,7 +124,8 @@ class ErankHFLM(HFLM):
         """Per request (one text): entropy and mean token loss under M1 and M0, token count.
 
         Returns plain dicts {entropy_m1, entropy_m0, loss_m1, loss_m0, n_tokens, truncated,
-        layers: {i: {entropy_m1, entropy_m0}}}; undefined values are None.
+        layers: {i: {entropy_m1, entropy_m0}}}; undefined values are None; without the loss
+        keys when ``losses=false``.
         """
         if not requests:
             return []
@@ -121,7 +137,7 @@ class ErankHFLM(HFLM):
         with tqdm(total=2 * len(ids), desc="Running erank requests", disable=disable_tqdm or self.rank != 0) as bar:
             try:
                 result = pair_statistics(self.model, self.twin, ids, truncated, batch_size, pad_id,
-                                         self.layers, progress=bar.update)
+                                         self.layers, progress=bar.update, losses=self.losses)
             except NonFiniteModelOutputError as err:
                 req = requests[err.text_index]
                 raise NonFiniteModelOutputError(
@@ -163,7 +179,7 @@ class ErankHFLM(HFLM):
         def probe(batch_size: int) -> int:
             ids = [[1] * longest for _ in range(batch_size)]
             for model in (self.model, self.m0):
-                text_statistics(model, ids, batch_size, 0, layers=self.layers)
+                text_statistics(model, ids, batch_size, 0, layers=self.layers, losses=self.losses)
             return batch_size
 
         batch_size = probe()
@@ -182,6 +198,7 @@ class ErankHFLM(HFLM):
                 "erank_m0_device": str(self.twin.device or next(self.model.parameters()).device),
                 "erank_dtype": str(self.model.dtype),
                 "erank_layers": list(self.layers),
+                "erank_losses": self.losses,
                 "erank_last_layer": num_layers(self.model),
                 "erank_m0_cache": str(self.twin.cache.path) if self.twin.cache else None,
                 "erank_auto_batch_size": self.erank_auto_batch_size,

@@ -179,3 +179,68 @@ def test_importing_the_package_does_not_import_lm_eval():
     code = "import sys, lm_eval_erank; assert 'lm_eval' not in sys.modules, 'lm_eval imported'; print('ok')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+
+
+def test_losses_off_skips_the_lm_head_and_leaves_erank_values_unchanged(loaded, monkeypatch):
+    from lm_eval_erank import representations
+
+    model, tok = loaded["gpt2"]
+    full = diff_erank(model, tok, TEXTS, m0_seed=4, layers="paper")
+    head_calls = []
+    real = representations.head_losses
+    monkeypatch.setattr(representations, "head_losses", lambda *a, **k: head_calls.append(1) or real(*a, **k))
+    lean = diff_erank(model, tok, TEXTS, m0_seed=4, layers="paper", losses=False)
+    assert head_calls == []
+    assert lean.loss_m1 is None and lean.loss_m0 is None and not lean.has_losses
+    for layer in full.layers:
+        assert torch.equal(lean.entropy_m1[layer], full.entropy_m1[layer])
+        assert torch.equal(lean.entropy_m0[layer], full.entropy_m0[layer])
+    summary = lean.summary()
+    assert not {"reduced_loss", "loss_m1", "loss_m0"} & set(summary)
+    assert summary["diff_erank"] == full.summary()["diff_erank"]
+    assert "loss_m1" not in lean.per_text()[0] and "loss_m1" in full.per_text()[0]
+    with pytest.raises(ValueError, match="losses=False"):
+        lean.reduced_loss()
+
+
+def test_m0_cache_without_losses_does_not_serve_a_run_that_needs_them(loaded, tmp_path, monkeypatch):
+    model, tok = loaded["llama"]
+    lean = diff_erank(model, tok, TEXTS[:6], m0_seed=5, m0_cache=tmp_path, losses=False)
+    calls = []
+    real = api.text_statistics
+
+    def counting(model_, token_ids, *args, **kwargs):
+        calls.append((args[2] if len(args) > 2 else kwargs.get("model_name"), len(token_ids)))
+        return real(model_, token_ids, *args, **kwargs)
+
+    monkeypatch.setattr(api, "text_statistics", counting)
+    full = diff_erank(model, tok, TEXTS[:6], m0_seed=5, m0_cache=tmp_path)
+    assert calls == [("M1", 6), ("M0", 6)]  # the stored entries have no loss: recomputed
+    assert torch.equal(full.entropy_m0[full.last_layer], lean.entropy_m0[lean.last_layer])
+    calls.clear()
+    again_lean = diff_erank(model, tok, TEXTS[:6], m0_seed=5, m0_cache=tmp_path, losses=False)
+    again_full = diff_erank(model, tok, TEXTS[:6], m0_seed=5, m0_cache=tmp_path)
+    assert calls == [("M1", 6), ("M1", 6)]  # both served by the cache now
+    assert torch.equal(again_full.loss_m0, full.loss_m0) and again_lean.loss_m0 is None
+
+
+def test_harness_with_losses_off_reports_erank_metrics_without_loss_metrics(tiny_models, local_tasks, tmp_path):
+    common = ["--model", "hf-erank", "--device", "cpu", "--include_path", str(local_tasks),
+              "--tasks", "local_erank", "--batch_size", "4", "--log_samples"]
+    _, full, _ = run_cli(common + ["--model_args", model_args(tiny_models["gpt2"], m0_seed=3)], tmp_path / "a")
+    _, lean, samples = run_cli(common + ["--model_args", model_args(tiny_models["gpt2"], m0_seed=3, losses="false")],
+                               tmp_path / "b")
+    assert lean["config"]["erank_losses"] is False and full["config"]["erank_losses"] is True
+    loss_keys = {"reduced_loss,none", "loss_m1,none", "loss_m0,none"}
+    for task in [*LOCAL_ERANK_TASKS, "local_erank"]:
+        assert loss_keys <= set(full["results"][task])
+        assert not loss_keys & set(lean["results"][task]), task
+        for metric in ("diff_erank,none", "erank_m1,none", "erank_m0,none", "acc,none"):
+            assert lean["results"][task][metric] == full["results"][task][metric], (task, metric)
+    assert "reduced_loss" not in samples["local_erank_piqa"][0]
+
+
+def test_losses_argument_must_be_a_boolean(tiny_models):
+    register()
+    with pytest.raises(ValueError, match="losses must be true or false"):
+        ErankHFLM(pretrained=str(tiny_models["gpt2"]), device="cpu", m0_cache="off", losses="sometimes")

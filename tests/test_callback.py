@@ -80,3 +80,23 @@ def test_callback_rejects_bad_arguments(tiny_models):
         DiffErankCallback(FakeTrainer(), HELD_OUT, every_n_steps=0)
     with pytest.raises(ValueError, match="held-out"):
         DiffErankCallback(FakeTrainer(), [], every_n_steps=5)
+
+
+def test_callback_without_losses_logs_erank_values_only(tiny_models):
+    tok = AutoTokenizer.from_pretrained(tiny_models["opt"])
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["opt"], dtype=torch.float32)
+    logged = []
+
+    class FakeTrainer:
+        processing_class = tok
+
+        def log(self, logs):
+            logged.append(logs)
+
+    class State:
+        global_step, is_world_process_zero = 0, True
+
+    cb = DiffErankCallback(FakeTrainer(), HELD_OUT, every_n_steps=1, m0_seed=2, losses=False)
+    cb.on_train_begin(None, State(), None, model=model)
+    assert set(logged[0]) == {"erank/diff_erank", "erank/erank_m1", "erank/erank_m0", "erank/erank_ratio"}
+    assert logged[0]["erank/diff_erank"] == pytest.approx(diff_erank(model, tok, HELD_OUT, m0_seed=2).diff_erank(), rel=1e-9)
