@@ -74,12 +74,25 @@ class TwinProvider:
     @property
     def checksum(self) -> str:
         """SHA-256 of M0's weights (from the cache when M0 was never needed)."""
-        if self._checksum is None:
-            if not self.built and self.cache is not None and self.cache.m0_checksum:
-                self._checksum = self.cache.m0_checksum
-            else:
-                self._checksum = parameter_checksum(self.model)
+        if self.known_checksum is None:
+            self._checksum = parameter_checksum(self.model)
         return self._checksum
+
+    @property
+    def known_checksum(self) -> str | None:
+        """The checksum if it is known without building M0, else None."""
+        if self._checksum is None:
+            if self.built:
+                self._checksum = parameter_checksum(self._m0)
+            elif self.cache is not None and self.cache.m0_checksum:
+                self._checksum = self.cache.m0_checksum
+        return self._checksum
+
+    def release(self) -> None:
+        """Free M0 (its checksum is kept); the next use builds it again, identically."""
+        if self._m0 is not None:
+            self.known_checksum  # noqa: B018
+            self._m0 = None
 
     def statistics(self, token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
                    progress: Callable[[int], None] | None = None, losses: bool = True) -> TextStatistics:

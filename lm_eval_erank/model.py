@@ -11,10 +11,10 @@ from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
 from . import __version__
-from .api import TwinProvider, encode_texts, pair_statistics
+from .api import DiffErankResult, TwinProvider, combine, encode_texts, pair_statistics
 from .m0_cache import default_directory
-from .representations import NonFiniteModelOutputError, num_layers, parse_layers
-from .twin import check_twin_supported, validate_seed
+from .representations import NonFiniteModelOutputError, num_layers, parse_layers, text_statistics
+from .twin import check_twin_buildable, check_twin_supported, model_device, validate_seed
 
 logger = logging.getLogger("lm_eval.erank.model")
 
@@ -44,6 +44,10 @@ class ErankHFLM(HFLM):
             ``paper``, ``all`` or indices joined by ':' (0 = embeddings, i = block i).
         m0_cache: directory of M0's cached per-text results (default: see m0_cache.py),
             or ``off``.
+        m0_swap: ``true`` lets M1 and M0 take turns on M1's device, for a device that cannot
+            hold both: M1 runs over every erank text, moves to the CPU, M0 is built on the
+            device, runs and is freed, and M1 moves back. Device memory peaks at one model plus
+            activations; each erank pass pays one M0 build and two M1 transfers.
         losses: ``true`` (default) also computes the token losses of M1 and M0 (metrics
             reduced_loss, loss_m1, loss_m0); ``false`` leaves them out and skips the LM head
             (about a third of the erank requests' work at a GPT-2-small shape on a CPU).
@@ -51,12 +55,16 @@ class ErankHFLM(HFLM):
     The loglikelihood and generation paths are HFLM's, untouched.
     """
 
-    OWN_ARGUMENTS = ("m0_seed", "m0_device", "layers", "m0_cache", "losses")
+    OWN_ARGUMENTS = ("m0_seed", "m0_device", "m0_swap", "layers", "m0_cache", "losses")
 
     def __init__(self, *args, m0_seed: int | str | None = None, m0_device: str | None = None,
-                 layers: str = "last", m0_cache: str | None = None, losses: bool | str = True, **kwargs) -> None:
+                 m0_swap: bool | str = False, layers: str = "last", m0_cache: str | None = None,
+                 losses: bool | str = True, **kwargs) -> None:
         seed = validate_seed(torch.initial_seed() if m0_seed is None else m0_seed)
         self.losses = parse_bool("losses", losses)
+        self.m0_swap = parse_bool("m0_swap", m0_swap)
+        if self.m0_swap and m0_device is not None:
+            raise ValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
         try:
             super().__init__(*args, **kwargs)
         except TypeError as err:
@@ -73,8 +81,15 @@ class ErankHFLM(HFLM):
         self.layers = parse_layers(str(layers), num_layers(self.model))
         self._use_cpu_processes_as_data_parallel_ranks()
         cache_dir = default_directory() if m0_cache is None else None if str(m0_cache).lower() in _OFF else m0_cache
+        if self.m0_swap:
+            if len(set(map(str, (getattr(self.model, "hf_device_map", None) or {}).values()))) > 1:
+                raise ValueError("m0_swap=true needs M1 on one device; it cannot be combined with parallelize=True")
+            m0_device = model_device(self.model)  # where M1 is now: it is on the CPU while M0 runs
         self.twin = TwinProvider(self.model, seed, device=m0_device, cache_dir=cache_dir)
         self.erank_auto_batch_size: int | None = None
+        if self.m0_swap:
+            check_twin_buildable(self.model)  # the architecture only: M0 is built when its turn comes
+            return
         # Built now, even when the cache may hold every result: a twin that cannot be built
         # (no memory, a config that does not re-instantiate) fails before any request runs.
         self.twin.model  # noqa: B018
@@ -83,7 +98,7 @@ class ErankHFLM(HFLM):
 
     @property
     def m0(self):
-        """The random twin M0."""
+        """The random twin M0 (with ``m0_swap``, built here next to M1 if it is not resident)."""
         return self.twin.model
 
     @property
@@ -136,8 +151,11 @@ class ErankHFLM(HFLM):
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         with tqdm(total=2 * len(ids), desc="Running erank requests", disable=disable_tqdm or self.rank != 0) as bar:
             try:
-                result = pair_statistics(self.model, self.twin, ids, truncated, batch_size, pad_id,
-                                         self.layers, progress=bar.update, losses=self.losses)
+                if self.m0_swap:
+                    result = self._swapped_pair_statistics(ids, truncated, batch_size, pad_id, bar.update)
+                else:
+                    result = pair_statistics(self.model, self.twin, ids, truncated, batch_size, pad_id,
+                                             self.layers, progress=bar.update, losses=self.losses)
             except NonFiniteModelOutputError as err:
                 req = requests[err.text_index]
                 raise NonFiniteModelOutputError(
@@ -147,6 +165,26 @@ class ErankHFLM(HFLM):
             {key: value for key, value in row.items() if key != "layers" or value}
             for row in result.per_text()
         ]
+
+    def _swapped_pair_statistics(self, ids, truncated, batch_size: int, pad_id: int, progress) -> DiffErankResult:
+        """:func:`pair_statistics` with one model resident at a time on M1's device."""
+        s1 = text_statistics(self.model, ids, batch_size, pad_id, "M1", progress, self.layers, self.losses)
+        device = model_device(self.model)
+        offload = device.type != "cpu"
+        if offload:
+            self.model.to("cpu")
+            _empty_device_cache(device)
+        try:
+            s0 = self.twin.statistics(ids, batch_size, pad_id, self.layers, progress, self.losses)
+            checksum = self.twin.checksum  # from the cache, or from M0 while it is resident
+        finally:
+            self.twin.release()
+            if offload:
+                _empty_device_cache(device)
+                self.model.to(device)
+        if self.world_size > 1:
+            self._check_same_m0_on_every_rank()
+        return combine(s1, s0, ids, truncated, self.twin.seed, checksum)
 
     def _warn_truncated(self, requests: list[Instance], truncated: list[bool]) -> None:
         per_task: dict[str, list[int]] = {}
@@ -173,12 +211,14 @@ class ErankHFLM(HFLM):
         """Largest batch (<= max_batch_size) for which M1 and M0 forwards fit at the longest text."""
         from accelerate.utils import find_executable_batch_size
 
-        from .representations import text_statistics
+        # With m0_swap one model is resident at a time; M0 has M1's architecture and needs
+        # the same memory, so probing M1 alone suffices (and does not build M0 beside it).
+        models = (self.model,) if self.m0_swap else (self.model, self.m0)
 
         @find_executable_batch_size(starting_batch_size=self.max_batch_size)
         def probe(batch_size: int) -> int:
             ids = [[1] * longest for _ in range(batch_size)]
-            for model in (self.model, self.m0):
+            for model in models:
                 text_statistics(model, ids, batch_size, 0, layers=self.layers, losses=self.losses)
             return batch_size
 
@@ -194,11 +234,12 @@ class ErankHFLM(HFLM):
         info.update(
             {
                 "erank_m0_seed": self.m0_seed,
-                "erank_m0_checksum": self.m0_checksum,
+                "erank_m0_checksum": self.twin.known_checksum if self.m0_swap else self.m0_checksum,
                 "erank_m0_device": str(self.twin.device or next(self.model.parameters()).device),
                 "erank_dtype": str(self.model.dtype),
                 "erank_layers": list(self.layers),
                 "erank_losses": self.losses,
+                "erank_m0_swap": self.m0_swap,
                 "erank_last_layer": num_layers(self.model),
                 "erank_m0_cache": str(self.twin.cache.path) if self.twin.cache else None,
                 "erank_auto_batch_size": self.erank_auto_batch_size,
@@ -206,3 +247,10 @@ class ErankHFLM(HFLM):
             }
         )
         return info
+
+
+def _empty_device_cache(device: torch.device) -> None:
+    """Return the caching allocator's free blocks on ``device`` (CUDA, XPU, MPS)."""
+    accelerator = getattr(torch, device.type, None)
+    if accelerator is not None and hasattr(accelerator, "empty_cache"):
+        accelerator.empty_cache()

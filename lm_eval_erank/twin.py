@@ -61,6 +61,37 @@ def check_twin_supported(model: PreTrainedModel) -> None:
         )
 
 
+def _construct(model: PreTrainedModel, config, device: torch.device) -> PreTrainedModel:
+    """``type(model)._from_config(config)`` on ``device`` in the model's dtype and attention
+    implementation, with clear errors for no memory and configs that do not re-instantiate."""
+    kwargs = {"dtype": model.dtype}
+    attn = getattr(model.config, "_attn_implementation", None)
+    if attn is not None:
+        kwargs["attn_implementation"] = attn
+    try:
+        with torch.device(device):
+            return type(model)._from_config(config, **kwargs)
+    except torch.OutOfMemoryError as err:
+        raise TwinOutOfMemoryError(
+            f"building the random twin M0 on {device} ran out of memory (M1 is already there). "
+            "Place M0 elsewhere with the model argument m0_device=<device> (e.g. m0_device=cpu "
+            "or another GPU), let M1 and M0 take turns on the device with m0_swap=true, or use a "
+            "smaller dtype (dtype=bfloat16)."
+        ) from err
+    except Exception as err:  # e.g. remote-code models whose config cannot be re-instantiated
+        raise ValueError(
+            f"cannot build the random twin M0 of {type(model).__name__} from its config: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+
+
+def check_twin_buildable(model: PreTrainedModel) -> None:
+    """Raise the errors :func:`build_random_twin` would, without allocating M0's weights
+    (the architecture is built on the meta device)."""
+    check_twin_supported(model)
+    _construct(model, copy.deepcopy(model.config), torch.device("meta"))
+
+
 def build_random_twin(model: PreTrainedModel, seed: int, device: str | torch.device | None = None) -> PreTrainedModel:
     """M0: ``type(model)`` built from a copy of ``model.config`` with the library's own
     initialisation, in the model's dtype, directly on ``device`` (default: the model's own
@@ -80,28 +111,11 @@ def build_random_twin(model: PreTrainedModel, seed: int, device: str | torch.dev
         device = torch.device(device)
     else:
         device = torch.device("cpu") if multi_device else model_device(model)
-    kwargs = {"dtype": model.dtype}
-    attn = getattr(model.config, "_attn_implementation", None)
-    if attn is not None:
-        kwargs["attn_implementation"] = attn
     accelerator = device.type != "cpu"
     fork = torch.random.fork_rng(devices=[device] if accelerator else [], device_type=device.type if accelerator else "cuda")
     with fork:
         torch.manual_seed(seed)
-        try:
-            with torch.device(device):
-                twin = type(model)._from_config(config, **kwargs)
-        except torch.OutOfMemoryError as err:
-            raise TwinOutOfMemoryError(
-                f"building the random twin M0 on {device} ran out of memory (M1 is already there). "
-                "Place M0 elsewhere with the model argument m0_device=<device> (e.g. m0_device=cpu "
-                "or another GPU), or use a smaller dtype (dtype=bfloat16)."
-            ) from err
-        except Exception as err:  # e.g. remote-code models whose config cannot be re-instantiated
-            raise ValueError(
-                f"cannot build the random twin M0 of {type(model).__name__} from its config: "
-                f"{type(err).__name__}: {err}"
-            ) from err
+        twin = _construct(model, config, device)
     if multi_device:
         from accelerate import dispatch_model
 

@@ -244,3 +244,14 @@ def test_losses_argument_must_be_a_boolean(tiny_models):
     register()
     with pytest.raises(ValueError, match="losses must be true or false"):
         ErankHFLM(pretrained=str(tiny_models["gpt2"]), device="cpu", m0_cache="off", losses="sometimes")
+
+
+def test_harness_with_m0_swap_equals_the_default_run(tiny_models, local_tasks, tmp_path):
+    common = ["--model", "hf-erank", "--device", "cpu", "--include_path", str(local_tasks),
+              "--tasks", "local_erank_piqa", "--batch_size", "4", "--limit", "6"]
+    _, both, _ = run_cli(common + ["--model_args", model_args(tiny_models["llama"], m0_seed=8)], tmp_path / "a")
+    _, swap, _ = run_cli(common + ["--model_args", model_args(tiny_models["llama"], m0_seed=8, m0_swap="true")],
+                         tmp_path / "b")
+    assert swap["config"]["erank_m0_swap"] is True
+    assert swap["config"]["erank_m0_checksum"] == both["config"]["erank_m0_checksum"]
+    assert swap["results"]["local_erank_piqa"] == both["results"]["local_erank_piqa"]

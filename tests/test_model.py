@@ -99,3 +99,55 @@ def test_loglikelihood_path_is_hflm(tiny_models, gpt2):
 def test_impossible_m0_seed_fails_before_loading(tiny_models):
     with pytest.raises(ValueError, match="m0_seed"):
         _model(tiny_models["gpt2"], m0_seed="-3")
+
+
+def test_m0_swap_gives_the_same_results_with_m0_resident_only_during_its_turn(tiny_models, gpt2):
+    texts = example.gold_texts()
+    swap = _model(tiny_models["gpt2"], batch_size=4, m0_seed=1234, m0_swap="true")
+    assert not swap.twin.built  # not built at construction
+    info = swap.get_model_info()
+    assert info["erank_m0_swap"] is True and info["erank_m0_checksum"] is None  # unknown yet, not built for it
+    assert not swap.twin.built
+    assert swap.erank(_requests(texts)) == gpt2.erank(_requests(texts))
+    assert not swap.twin.built  # freed after its turn
+    assert swap.get_model_info()["erank_m0_checksum"] == gpt2.m0_checksum
+
+
+def test_m0_swap_moves_m1_off_the_device_while_m0_runs(tiny_models, monkeypatch):
+    """The choreography on an accelerator, simulated on the CPU: M1 leaves the device before M0
+    is built, M0 is freed and M1 returns even when M0's pass fails."""
+    import lm_eval_erank.model as model_module
+
+    swap = _model(tiny_models["llama"], batch_size=4, m0_seed=5, m0_swap=True)
+    events = []
+    monkeypatch.setattr(model_module, "model_device", lambda model: torch.device("cuda", 0))
+    monkeypatch.setattr(model_module, "_empty_device_cache", lambda device: events.append(("empty", str(device))))
+    monkeypatch.setattr(swap.model, "to", lambda device: events.append(("M1 to", str(device))) or swap.model)
+    real_statistics = swap.twin.statistics
+
+    def m0_statistics(*args, **kwargs):
+        events.append(("M0 runs", swap.twin.built))
+        result = real_statistics(*args, **kwargs)
+        events.append(("M0 ran", swap.twin.built))
+        return result
+
+    monkeypatch.setattr(swap.twin, "statistics", m0_statistics)
+    swap.erank(_requests(example.gold_texts()[:4]))
+    assert events == [("M1 to", "cpu"), ("empty", "cuda:0"), ("M0 runs", False), ("M0 ran", True),
+                      ("empty", "cuda:0"), ("M1 to", "cuda:0")]
+    assert not swap.twin.built
+
+    events.clear()
+    monkeypatch.setattr(swap.twin, "statistics", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        swap.erank(_requests(example.gold_texts()[:4]))
+    assert events[-1] == ("M1 to", "cuda:0")
+
+
+def test_m0_swap_excludes_m0_device_and_auto_batch_probes_one_model(tiny_models):
+    with pytest.raises(ValueError, match="m0_swap=true .* m0_device"):
+        _model(tiny_models["gpt2"], m0_swap=True, m0_device="cpu")
+    swap = _model(tiny_models["gpt2"], batch_size="auto", m0_swap=True, m0_seed=3)
+    rows = swap.erank(_requests(example.gold_texts()[:5]))
+    assert swap.erank_auto_batch_size == swap.max_batch_size and all(r["entropy_m0"] is not None for r in rows)
+    assert not swap.twin.built
