@@ -16,7 +16,10 @@ here, on this machine:
 (e) ``batch_size=auto`` serves erank requests (the chosen size and the agreement with a
     fixed batch size are reported);
 (f) M0's results cache: M1 + M0 over all texts with the cache off, empty and full (the
-    saving a sweep over checkpoints of one architecture gets from the second checkpoint on).
+    saving a sweep over checkpoints of one architecture gets from the second checkpoint on);
+(g) memory: M1 + M0 over all texts with both resident (default) and with ``m0_swap=true``
+    (one model resident at a time): time, and on CUDA the peak device memory of each against
+    the weights of M1 + M0.
 
 Models are built from configs (no downloads), saved to a temporary directory and loaded with
 ``pretrained=<dir>`` as a user would. Texts are the gold texts of the erank tasks on real
@@ -162,7 +165,7 @@ def build_model_dir(shape: str, directory: Path, dtype: torch.dtype) -> dict:
     return info
 
 
-def make_lm(kind: str, model_dir: Path, args: argparse.Namespace, batch_size: int | str):
+def make_lm(kind: str, model_dir: Path, args: argparse.Namespace, batch_size: int | str, **erank_args):
     """An ``hf`` (HFLM) or ``hf-erank`` (ErankHFLM) instance loaded from ``model_dir``.
 
     The erank model runs with its M0 results cache off: every measurement pays for M0's
@@ -173,7 +176,7 @@ def make_lm(kind: str, model_dir: Path, args: argparse.Namespace, batch_size: in
 
     common = {"pretrained": str(model_dir), "device": args.device, "dtype": args.dtype, "batch_size": batch_size,
               "max_batch_size": args.auto_max_batch}
-    return HFLM(**common) if kind == "hf" else ErankHFLM(**common, m0_seed=M0_SEED, m0_cache="off")
+    return HFLM(**common) if kind == "hf" else ErankHFLM(**common, m0_seed=M0_SEED, m0_cache="off", **erank_args)
 
 
 def gold_token_ids(lm, task_manager) -> tuple[list[list[int]], list[str]]:
@@ -242,19 +245,20 @@ def evenly_spaced(n: int, k: int | None) -> list[int]:
 
 # ---- (a) our pipeline --------------------------------------------------------------------------
 
-def time_pipeline(lm, token_ids: list[list[int]], batch_size: int) -> dict:
+def time_pipeline(lm, token_ids: list[list[int]], batch_size: int, losses: bool = True) -> dict:
     """``text_statistics`` for M1 then M0 over ``token_ids`` at ``batch_size``, split into
-    spectra, losses and the rest (forward, padding, bookkeeping). Includes the entropies."""
+    spectra, losses and the rest (forward, padding, bookkeeping). Includes the entropies.
+    ``losses=False`` is the model argument ``losses=false``: no LM head, no losses."""
     from lm_eval_erank import representations
 
     device = lm.model.device
     pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     for model in (lm.model, lm.m0):  # first-call overheads (allocator, kernels) out of the timing
-        representations.text_statistics(model, token_ids[:batch_size], batch_size, pad_id)
+        representations.text_statistics(model, token_ids[:batch_size], batch_size, pad_id, losses=losses)
     with timed_attributes(representations, ("matrix_entropy", "token_losses", "head_losses"), device) as spent:
         sync(device)
         start = now()
-        stats = {name: representations.text_statistics(model, token_ids, batch_size, pad_id)
+        stats = {name: representations.text_statistics(model, token_ids, batch_size, pad_id, losses=losses)
                  for name, model in (("M1", lm.model), ("M0", lm.m0))}
         sync(device)
         total = now() - start
@@ -262,7 +266,7 @@ def time_pipeline(lm, token_ids: list[list[int]], batch_size: int) -> dict:
     batches = representations.length_sorted_batches([len(t) for t in token_ids], batch_size)
     padded = sum(len(b) * max(len(token_ids[i]) for i in b) for b in batches)
     return {
-        "texts": n, "batch_size": batch_size, "total_s": total,
+        "texts": n, "batch_size": batch_size, "losses": losses, "total_s": total,
         "padded_over_real_tokens": padded / sum(len(t) for t in token_ids),
         "spectra_s": spent["matrix_entropy"], "losses_s": (spent["token_losses"] + spent["head_losses"]),
         "forward_s": total - spent["matrix_entropy"] - (spent["token_losses"] + spent["head_losses"]),
@@ -401,7 +405,7 @@ def time_harness(hf_lm, erank_lm, task_manager, repeats: int) -> dict:
 def time_twin_build(erank_lm, model_dir: Path, args: argparse.Namespace) -> dict:
     """Best of ``args.repeats`` builds of M0 (``build_random_twin``) and of loads of M1
     (``AutoModelForCausalLM.from_pretrained(dir)`` onto the device, after one warm-up load, so
-    the files are in the page cache); also checks that two builds with one seed are identical,
+    the files are in the page cache; also with every weight page read); also checks that two builds with one seed are identical,
     equal the harness's M0 and land on the model's device."""
     from transformers import AutoModelForCausalLM
 
@@ -416,6 +420,14 @@ def time_twin_build(erank_lm, model_dir: Path, args: argparse.Namespace) -> dict
     def load():
         return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, device_map=str(device))
 
+    def load_and_read():
+        # On the CPU, from_pretrained may leave the weights memory-mapped: their bytes are read
+        # at the first forward. Reading one element per 4 KiB page puts that cost in the load.
+        model = load()
+        for tensor in model.state_dict().values():
+            tensor.reshape(-1)[:: max(1, 4096 // tensor.element_size())].sum()
+        return model
+
     def seconds(fn) -> list[float]:
         times = []
         for _ in range(args.repeats):
@@ -429,13 +441,14 @@ def time_twin_build(erank_lm, model_dir: Path, args: argparse.Namespace) -> dict
         return times
 
     seconds(load)  # warm-up: imports and page cache
-    build_times, load_times = seconds(build), seconds(load)
+    build_times, load_times, read_times = seconds(build), seconds(load), seconds(load_and_read)
     first, second = build(), build()
     weights = [first.state_dict().values(), second.state_dict().values(), erank_lm.m0.state_dict().values()]
     reproducible = all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(*weights))
     on_device = all(p.device == device for p in first.parameters())
     return {"build_s": min(build_times), "load_s": min(load_times), "build_over_load": min(build_times) / min(load_times),
             "build_times_s": build_times, "load_times_s": load_times,
+            "load_and_read_s": min(read_times), "build_over_load_and_read": min(build_times) / min(read_times),
             "reproducible": reproducible, "built_on_device": on_device}
 
 
@@ -498,6 +511,55 @@ def time_m0_cache(erank_lm, token_ids: list[list[int]], batch_size: int, directo
             "cache_bytes": sum(f.stat().st_size for f in directory.glob("*.json"))}
 
 
+# ---- (g) memory: both models resident vs m0_swap --------------------------------------------------
+
+def time_m0_swap(erank_lm, model_dir: Path, args: argparse.Namespace, token_ids: list[list[int]]) -> dict:
+    """M1 + M0 over ``token_ids`` as the harness runs them, with both models resident (the
+    existing instance) and with ``m0_swap=true`` (a second instance: M0 is built, run and freed,
+    M1 waits on the CPU), same texts and batch size. On CUDA also the peak device memory of
+    each pass: the bytes its own models hold when it starts plus the growth of the allocator's
+    peak during the pass."""
+    from lm_eval_erank.api import pair_statistics
+
+    device = erank_lm.model.device
+    cuda = device.type == "cuda"
+    pad_id = erank_lm.tokenizer.pad_token_id if erank_lm.tokenizer.pad_token_id is not None else 0
+    truncated = [False] * len(token_ids)
+    swap_lm = make_lm("hf-erank", model_dir, args, args.batch_size, m0_swap=True)
+
+    def weight_bytes(model) -> int:
+        return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+    def measure(run, resident_bytes: int):
+        sync(device)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device)
+        start = now()
+        result = run()
+        sync(device)
+        seconds = now() - start
+        peak = resident_bytes + torch.cuda.max_memory_allocated(device) - before if cuda else None
+        return seconds, peak, result
+
+    m1_bytes, m0_bytes = weight_bytes(erank_lm.model), weight_bytes(erank_lm.m0)
+    both_s, both_peak, both = measure(lambda: pair_statistics(erank_lm.model, erank_lm.twin, token_ids, truncated,
+                                                              args.batch_size, pad_id), m1_bytes + m0_bytes)
+    swap_s, swap_peak, swapped = measure(lambda: swap_lm._swapped_pair_statistics(token_ids, truncated, args.batch_size,
+                                                                                  pad_id, None), m1_bytes)
+    last = both.last_layer
+    report = {"both_resident_s": both_s, "m0_swap_s": swap_s, "swap_over_both": swap_s / both_s,
+              "swap_extra_s": swap_s - both_s, "m1_weight_bytes": m1_bytes, "m0_weight_bytes": m0_bytes,
+              "both_peak_bytes": both_peak, "swap_peak_bytes": swap_peak,
+              "both_peak_over_weights": both_peak / (m1_bytes + m0_bytes) if cuda else None,
+              "swap_peak_over_weights": swap_peak / (m1_bytes + m0_bytes) if cuda else None,
+              "same_results": bool(torch.equal(both.entropy_m0[last], swapped.entropy_m0[last])
+                                   and torch.equal(both.entropy_m1[last], swapped.entropy_m1[last]))}
+    del swap_lm
+    gc.collect()
+    return report
+
+
 # ---- report ----------------------------------------------------------------------------------------
 
 def machine_info(args: argparse.Namespace) -> dict:
@@ -536,16 +598,30 @@ def verdicts(report: dict) -> dict:
         **{f"2_harness_ratio_{name}": r["ratio"] <= TARGETS["harness_ratio_max"] for name, r in harness.items()},
         "3_spectra_speedup": ref["spectra_speedup"] >= TARGETS["spectra_speedup_min"],
         "3_per_text_speedup": ref["per_text_speedup"] >= TARGETS["per_text_speedup_min"],
+        "3_per_text_speedup_without_losses": ref["per_text_speedup_without_losses"] >= TARGETS["per_text_speedup_min"],
         "4_build_not_slower_than_load": twin["build_over_load"] <= TARGETS["build_over_load_max"],
         "4_reproducible_on_device": twin["reproducible"] and twin["built_on_device"],
         "6_auto_batch": report["auto_batch"]["works"],
+        "5_m0_swap_same_results": report["m0_swap"]["same_results"],
     }
+
+
+def swap_line(swap: dict) -> str:
+    """Section (g) of the table."""
+    line = (f"(g) M1 + M0 over all texts: both resident {swap['both_resident_s']:.2f} s, m0_swap=true "
+            f"{swap['m0_swap_s']:.2f} s ({swap['swap_over_both']:.2f}x, +{swap['swap_extra_s']:.2f} s: M0 build"
+            f" and M1 transfers), same results {swap['same_results']}")
+    if swap["both_peak_bytes"] is None:
+        return line + "; peak device memory: CUDA only"
+    gib = 2**30
+    return line + (f"; peak device memory {swap['both_peak_bytes'] / gib:.2f} GiB vs {swap['swap_peak_bytes'] / gib:.2f}"
+                   f" GiB (weights M1 {swap['m1_weight_bytes'] / gib:.2f} + M0 {swap['m0_weight_bytes'] / gib:.2f} GiB)")
 
 
 def print_table(report: dict) -> None:
     """The figures as a readable plain-text table."""
     m, ours, ref = report["machine"], report["ours_all_texts"], report["reference"]
-    sub, cmp_ = ref["ours_same_texts"], ref["agreement"]
+    sub, cmp_, lean = ref["ours_same_texts"], ref["agreement"], ref["ours_same_texts_without_losses"]
     lines = [
         f"machine: {m['device_name']} ({m['device']}, {m['cpu_count']} CPUs, {m['torch_threads']} torch threads), "
         f"clock: {report['clock']}, "
@@ -562,16 +638,19 @@ def print_table(report: dict) -> None:
         f"    all texts                              {ours['per_text_ms']:8.3f} {ours['forward_per_text_ms']:9.3f} "
         f"{ours['spectra_per_text_ms']:9.4f} {1e3 * ours['losses_s'] / ours['texts']:8.3f}   "
         f"{100 * ours['spectra_share']:6.2f}%  (target <= 5%)",
-        f"    * forward = total - spectra - losses: LM head included, padding included (padded/real tokens "
+        f"    * forward = total - spectra - losses (the losses include the LM head), padding included (padded/real tokens "
         f"{ours['padded_over_real_tokens']:.2f}); times in ms",
         "",
         f"(b) reference pipeline on {ref['texts']} texts, per text (ms)  total   forward   spectra",
         f"    reference (fp32, batch 1, d x d svd)    {ref['per_text_ms']:9.3f} {ref['forward_per_text_ms']:9.3f} "
         f"{ref['spectra_per_text_ms']:9.3f}   (spectra {100 * ref['spectra_share']:.1f}% of its time)",
         f"    ours on the same texts                  {sub['per_text_ms']:9.3f} {sub['forward_per_text_ms']:9.3f} "
-        f"{sub['spectra_per_text_ms']:9.4f}",
-        f"    spectra speed-up {ref['spectra_speedup']:.1f}x (target >= 100x); "
-        f"whole per-text speed-up {ref['per_text_speedup']:.2f}x (target >= 3x)",
+        f"{sub['spectra_per_text_ms']:9.4f}   (+ losses {1e3 * sub['losses_s'] / sub['texts']:.3f})",
+        f"    ours, losses=false (reference's outputs) {lean['per_text_ms']:8.3f} {lean['forward_per_text_ms']:9.3f} "
+        f"{lean['spectra_per_text_ms']:9.4f}   (entropies equal to the full run: {ref['lean_entropies_equal']})",
+        f"    spectra speed-up {ref['spectra_speedup']:.1f}x (target >= 100x); whole per-text speed-up "
+        f"{ref['per_text_speedup']:.2f}x with losses, {ref['per_text_speedup_without_losses']:.2f}x with "
+        "losses=false (target >= 3x)",
         f"    max |H_ours - H_ref| = {cmp_['max_abs_entropy_diff']:.2e} nats; Diff-eRank ours "
         f"{cmp_['diff_erank_ours']:.4f} vs reference {cmp_['diff_erank_reference']:.4f}",
         "",
@@ -589,7 +668,8 @@ def print_table(report: dict) -> None:
     lines += [
         "",
         f"(d) build M0 {twin['build_s']:.3f} s vs load M1 from disk {twin['load_s']:.3f} s "
-        f"(best of {report['repeats']}): {twin['build_over_load']:.2f}x (target <= 1); "
+        f"(best of {report['repeats']}): {twin['build_over_load']:.2f}x (target <= 1); with every weight page "
+        f"read {twin['load_and_read_s']:.3f} s: {twin['build_over_load_and_read']:.2f}x; "
         f"reproducible {twin['reproducible']}, built on device {twin['built_on_device']}",
         f"(e) batch_size=auto (max {auto['max_batch_size']}) on {auto['docs']} erank_piqa docs: works {auto['works']}, "
         f"chosen erank batch {auto['chosen_batch_size']}, max |metric diff| vs fixed batch "
@@ -597,6 +677,7 @@ def print_table(report: dict) -> None:
         f"(f) M0 cache, M1 + M0 over all texts: off {cache['off_s']:.2f} s, empty {cache['cold_s']:.2f} s, "
         f"full {cache['warm_s']:.2f} s: saving {100 * cache['saving']:.0f}% per later checkpoint "
         f"(cached = fresh to {cache['max_abs_diff_cached_vs_fresh']:.1e} nats, {cache['cache_bytes'] / 1024:.0f} KiB on disk)",
+        swap_line(report["m0_swap"]),
         "",
         "verdicts: " + ", ".join(f"{k} {'PASS' if v else 'MISS'}" for k, v in report["verdicts"].items()),
         f"script wall time: {report['script_wall_s']:.1f} s",
@@ -653,10 +734,15 @@ def main(argv: list[str] | None = None) -> int:
         stage("reference", f"(b) the reference pipeline on {len(subset)} texts")
         reference = time_reference(erank_lm, subset)
         ours_same = ours if len(subset) == len(token_ids) else time_pipeline(erank_lm, subset, args.batch_size)
+        ours_lean = time_pipeline(erank_lm, subset, args.batch_size, losses=False)
         report["reference"] = {
             **without_entropies(reference), "ours_same_texts": without_entropies(ours_same),
+            "ours_same_texts_without_losses": without_entropies(ours_lean),
             "spectra_speedup": reference["spectra_s"] / ours_same["spectra_s"],
             "per_text_speedup": reference["total_s"] / ours_same["total_s"],
+            "per_text_speedup_without_losses": reference["total_s"] / ours_lean["total_s"],
+            "lean_entropies_equal": ours_lean["entropy_m1"] == ours_same["entropy_m1"]
+            and ours_lean["entropy_m0"] == ours_same["entropy_m0"],
             "agreement": compare_with_reference(ours, reference, indices),
         }
         stage("harness", f"(c) the harness, standard vs erank tasks, best of {args.repeats}")
@@ -667,6 +753,8 @@ def main(argv: list[str] | None = None) -> int:
         report["auto_batch"] = check_auto_batch(model_dir, args, erank_lm, task_manager)
         stage("m0_cache", "(f) M0's results cache: off, empty, full")
         report["m0_cache"] = time_m0_cache(erank_lm, token_ids, args.batch_size, tmp / "m0_cache")
+        stage("m0_swap", "(g) memory: both models resident vs m0_swap=true")
+        report["m0_swap"] = time_m0_swap(erank_lm, model_dir, args, token_ids)
     stage("end", "done")
     report["verdicts"] = verdicts(report)
     report["targets"] = TARGETS

@@ -25,7 +25,8 @@ def test_bench_runs_every_comparison_and_writes_a_complete_report(tmp_path):
     done = _run(["scripts/bench.py", "--docs", "5", "--repeats", "1", "--auto-docs", "2", "--ref-texts", "6",
                  "--out", str(out)])
     report = json.loads(out.read_text())
-    for section in ("ours_all_texts", "reference", "harness", "twin", "auto_batch", "m0_cache", "machine", "verdicts"):
+    for section in ("ours_all_texts", "reference", "harness", "twin", "auto_batch", "m0_cache", "m0_swap", "machine",
+                    "verdicts"):
         assert section in report, section
     assert set(report["harness"]) >= {"piqa", "openbookqa", "winogrande"}
     # The re-implemented reference agrees with our entropies (float32 SVD vs float64 Gram).
@@ -33,6 +34,8 @@ def test_bench_runs_every_comparison_and_writes_a_complete_report(tmp_path):
     assert report["twin"]["reproducible"] and report["twin"]["built_on_device"]
     assert report["auto_batch"]["works"] and report["auto_batch"]["max_abs_metric_diff_vs_fixed"] < 1e-6
     assert report["m0_cache"]["warm_equals_cold"] and report["m0_cache"]["max_abs_diff_cached_vs_fresh"] < 1e-6
+    assert report["m0_swap"]["same_results"] and report["reference"]["lean_entropies_equal"]
+    assert report["ours_all_texts"]["losses_s"] > 0 and report["reference"]["ours_same_texts_without_losses"]["losses_s"] == 0
     assert all(isinstance(v, bool) for v in report["verdicts"].values())
     assert math.isfinite(report["ours_all_texts"]["spectra_share"]) and "verdicts:" in done.stdout
 
