@@ -100,14 +100,8 @@ def test_parse_layers():
             parse_layers(bad, 24)
 
 
-def test_m0_cache_serves_repeat_runs_and_only_computes_missing_texts(loaded, tmp_path, monkeypatch):
-    model, tok = loaded["gpt2"]
-    first = diff_erank(model, tok, TEXTS[:8], m0_seed=5, m0_cache=tmp_path, layers="paper")
-    files = list(tmp_path.glob("*.json"))
-    assert len(files) == 1
-    stored = json.loads(files[0].read_text())  # plain JSON, safe to read
-    assert stored["key"]["seed"] == 5 and len(stored["texts"]) == 8
-
+def _count_text_statistics(monkeypatch) -> list[tuple[str, int]]:
+    """Record (model name, number of texts) of every ``text_statistics`` call the API makes."""
     calls = []
     real = api.text_statistics
 
@@ -116,6 +110,18 @@ def test_m0_cache_serves_repeat_runs_and_only_computes_missing_texts(loaded, tmp
         return real(model_, token_ids, *args, **kwargs)
 
     monkeypatch.setattr(api, "text_statistics", counting)
+    return calls
+
+
+def test_m0_cache_serves_repeat_runs_and_only_computes_missing_texts(loaded, tmp_path, monkeypatch):
+    model, tok = loaded["gpt2"]
+    first = diff_erank(model, tok, TEXTS[:8], m0_seed=5, m0_cache=tmp_path, layers="paper")
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) == 1
+    stored = json.loads(files[0].read_text())  # plain JSON, safe to read
+    assert stored["key"]["seed"] == 5 and len(stored["texts"]) == 8
+
+    calls = _count_text_statistics(monkeypatch)
     again = diff_erank(model, tok, TEXTS[:10], m0_seed=5, m0_cache=tmp_path, layers="paper")
     assert calls == [("M1", 10), ("M0", 2)]  # M0 only for the 2 new texts
     for layer in first.layers:
@@ -206,14 +212,7 @@ def test_losses_off_skips_the_lm_head_and_leaves_erank_values_unchanged(loaded, 
 def test_m0_cache_without_losses_does_not_serve_a_run_that_needs_them(loaded, tmp_path, monkeypatch):
     model, tok = loaded["llama"]
     lean = diff_erank(model, tok, TEXTS[:6], m0_seed=5, m0_cache=tmp_path, losses=False)
-    calls = []
-    real = api.text_statistics
-
-    def counting(model_, token_ids, *args, **kwargs):
-        calls.append((args[2] if len(args) > 2 else kwargs.get("model_name"), len(token_ids)))
-        return real(model_, token_ids, *args, **kwargs)
-
-    monkeypatch.setattr(api, "text_statistics", counting)
+    calls = _count_text_statistics(monkeypatch)
     full = diff_erank(model, tok, TEXTS[:6], m0_seed=5, m0_cache=tmp_path)
     assert calls == [("M1", 6), ("M0", 6)]  # the stored entries have no loss: recomputed
     assert torch.equal(full.entropy_m0[full.last_layer], lean.entropy_m0[lean.last_layer])
