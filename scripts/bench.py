@@ -516,12 +516,32 @@ def time_m0_cache(erank_lm, token_ids: list[list[int]], batch_size: int, directo
 
 # ---- (g) memory: both models resident vs m0_swap --------------------------------------------------
 
+def process_memory(field: str) -> int | None:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of this process in bytes (Linux), else None."""
+    status = Path("/proc/self/status")
+    if not status.is_file():
+        return None
+    for line in status.read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def reset_peak_rss() -> None:
+    """Reset the peak resident set (VmHWM) to the current one (Linux; ignored elsewhere)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def time_m0_swap(erank_lm, model_dir: Path, args: argparse.Namespace, token_ids: list[list[int]]) -> dict:
     """M1 + M0 over ``token_ids`` as the harness runs them, with both models resident (the
     existing instance) and with ``m0_swap=true`` (a second instance: M0 is built, run and freed,
-    M1 waits on the CPU), same texts and batch size. On CUDA also the peak device memory of
-    each pass: the bytes its own models hold when it starts plus the growth of the allocator's
-    peak during the pass."""
+    M1 waits on the CPU), same texts and batch size. Also the peak memory of each pass: the
+    weights its own models hold when it starts plus the growth of the peak during the pass
+    (CUDA: the allocator's peak; CPU: the process's peak resident set, reset through
+    /proc/self/clear_refs, an approximation: pages freed earlier and reused are not counted;
+    on the CPU, M1 "waiting on the CPU" frees nothing, so only the both-resident figure speaks
+    to the device case)."""
     from lm_eval_erank.api import pair_statistics
 
     device = erank_lm.model.device
@@ -534,16 +554,19 @@ def time_m0_swap(erank_lm, model_dir: Path, args: argparse.Namespace, token_ids:
         return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
     def measure(run, resident_bytes: int):
+        gc.collect()
         sync(device)
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
-            before = torch.cuda.memory_allocated(device)
+        else:
+            reset_peak_rss()
+        before = torch.cuda.memory_allocated(device) if cuda else process_memory("VmRSS")
         start = now()
         result = run()
         sync(device)
         seconds = now() - start
-        peak = resident_bytes + torch.cuda.max_memory_allocated(device) - before if cuda else None
-        return seconds, peak, result
+        peak = torch.cuda.max_memory_allocated(device) if cuda else process_memory("VmHWM")
+        return seconds, None if peak is None else resident_bytes + peak - before, result
 
     m1_bytes, m0_bytes = weight_bytes(erank_lm.model), weight_bytes(erank_lm.m0)
     both_s, both_peak, both = measure(lambda: pair_statistics(erank_lm.model, erank_lm.twin, token_ids, truncated,
@@ -554,8 +577,9 @@ def time_m0_swap(erank_lm, model_dir: Path, args: argparse.Namespace, token_ids:
     report = {"both_resident_s": both_s, "m0_swap_s": swap_s, "swap_over_both": swap_s / both_s,
               "swap_extra_s": swap_s - both_s, "m1_weight_bytes": m1_bytes, "m0_weight_bytes": m0_bytes,
               "both_peak_bytes": both_peak, "swap_peak_bytes": swap_peak,
-              "both_peak_over_weights": both_peak / (m1_bytes + m0_bytes) if cuda else None,
-              "swap_peak_over_weights": swap_peak / (m1_bytes + m0_bytes) if cuda else None,
+              "memory": "cuda allocator" if cuda else "process resident set",
+              "both_peak_over_weights": both_peak / (m1_bytes + m0_bytes) if both_peak else None,
+              "swap_peak_over_weights": swap_peak / (m1_bytes + m0_bytes) if swap_peak else None,
               "same_results": bool(torch.equal(both.entropy_m0[last], swapped.entropy_m0[last])
                                    and torch.equal(both.entropy_m1[last], swapped.entropy_m1[last]))}
     del swap_lm
@@ -615,10 +639,12 @@ def swap_line(swap: dict) -> str:
             f"{swap['m0_swap_s']:.2f} s ({swap['swap_over_both']:.2f}x, +{swap['swap_extra_s']:.2f} s: M0 build"
             f" and M1 transfers), same results {swap['same_results']}")
     if swap["both_peak_bytes"] is None:
-        return line + "; peak device memory: CUDA only"
+        return line + "; peak memory: not measurable here"
     gib = 2**30
-    return line + (f"; peak device memory {swap['both_peak_bytes'] / gib:.2f} GiB vs {swap['swap_peak_bytes'] / gib:.2f}"
-                   f" GiB (weights M1 {swap['m1_weight_bytes'] / gib:.2f} + M0 {swap['m0_weight_bytes'] / gib:.2f} GiB)")
+    return line + (f";\n    peak memory ({swap['memory']}) {swap['both_peak_bytes'] / gib:.3f} GiB both resident, "
+                   f"{swap['swap_peak_bytes'] / gib:.3f} GiB m0_swap; weights M1 {swap['m1_weight_bytes'] / gib:.3f} + "
+                   f"M0 {swap['m0_weight_bytes'] / gib:.3f} GiB ({swap['both_peak_over_weights']:.2f}x / "
+                   f"{swap['swap_peak_over_weights']:.2f}x of M1 + M0)")
 
 
 def print_table(report: dict) -> None:

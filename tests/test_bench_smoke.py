@@ -35,6 +35,7 @@ def test_bench_runs_every_comparison_and_writes_a_complete_report(tmp_path):
     assert report["auto_batch"]["works"] and report["auto_batch"]["max_abs_metric_diff_vs_fixed"] < 1e-6
     assert report["m0_cache"]["warm_equals_cold"] and report["m0_cache"]["max_abs_diff_cached_vs_fresh"] < 1e-6
     assert report["m0_swap"]["same_results"] and report["reference"]["lean_entropies_equal"]
+    assert report["m0_swap"]["both_peak_bytes"] >= report["m0_swap"]["m1_weight_bytes"]
     assert report["ours_all_texts"]["losses_s"] > 0 and report["reference"]["ours_same_texts_without_losses"]["losses_s"] == 0
     assert all(isinstance(v, bool) for v in report["verdicts"].values())
     assert math.isfinite(report["ours_all_texts"]["spectra_share"]) and "verdicts:" in done.stdout
