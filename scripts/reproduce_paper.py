@@ -24,7 +24,7 @@ Running it for real (needs the hub, or the checkpoints in the local HF cache)::
 
 Memory: the plugin holds M1 and its random twin M0 at once, so opt-13b in float32 needs
 about 2 x 52 GB (fits one 141 GB H200; on an 80 GB GPU use ``--extra_model_args
-m0_device=cuda:1`` or ``--dtype bfloat16``). The paper evaluates the full sets (OpenBookQA
+m0_swap=true`` to hold one model at a time, ``m0_device=cuda:1``, or ``--dtype bfloat16``). The paper evaluates the full sets (OpenBookQA
 test, 500 docs; PIQA validation, 1,838 docs); ``--limit`` makes the numbers incomparable.
 ``--skip-existing`` reuses a model's results JSON from an earlier run of the same ``--out``
 (e.g. after one model failed). Options this script does not know are passed on to the
