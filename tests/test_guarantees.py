@@ -225,10 +225,12 @@ def test_use_cache_gives_the_same_results(invariance_runs):
     assert _numbers(invariance_runs["cached_again"][1]) == plain
 
 
-def test_two_process_data_parallel_equals_one_process(tiny_models, local_tasks, tmp_path, invariance_runs):
-    """CPU ranks via torchrun (accelerate's MULTI_CPU); M0 is checked identical on every rank."""
+@pytest.mark.parametrize("extra", [{}, {"m0_swap": "true"}], ids=["both_resident", "m0_swap"])
+def test_two_process_data_parallel_equals_one_process(tiny_models, local_tasks, tmp_path, invariance_runs, extra):
+    """CPU ranks via torchrun (accelerate's MULTI_CPU); M0 is checked identical on every rank
+    (with m0_swap, after each rank built it in its erank pass)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "lm_eval_erank",
-           "--model", "hf-erank", "--model_args", model_args(tiny_models["opt"]), "--device", "cpu",
+           "--model", "hf-erank", "--model_args", model_args(tiny_models["opt"], **extra), "--device", "cpu",
            "--include_path", str(local_tasks), "--tasks", "local_erank_piqa", "--batch_size", "16",
            "--log_samples", "--output_path", str(tmp_path)]
     env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")

@@ -162,3 +162,5 @@ def test_models_that_post_process_logits_take_the_full_path(tiny_models, loaded)
             logits = model(x).logits
         want = torch.nn.functional.cross_entropy(logits[0, :-1], x[0, 1:])
         assert float(stats.loss[i]) == pytest.approx(float(want), abs=1e-5)
+    lean = text_statistics(model, ids[:4], batch_size=4, pad_id=pad, losses=False)
+    assert lean.loss is None and torch.equal(lean.entropy, stats.entropy)
