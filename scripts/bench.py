@@ -60,7 +60,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
+# ../shared/data beside the checkout, or $LM_EVAL_ERANK_BENCH_DATA (a copy with the same layout, e.g. on a GPU machine)
+DATA = Path(os.environ.get("LM_EVAL_ERANK_BENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 HF_SCHEMA_FILES = {
     "piqa": "piqa_validation.jsonl",
     "openbookqa": "openbookqa_test.jsonl",

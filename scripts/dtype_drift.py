@@ -15,6 +15,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +26,8 @@ from lm_eval_erank import example
 from lm_eval_erank.representations import text_statistics
 from lm_eval_erank.twin import build_random_twin
 
-SHARED_PIQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hf_schema" / "piqa_validation.jsonl"
+SHARED_PIQA = (Path(os.environ.get("LM_EVAL_ERANK_BENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+               / "hf_schema" / "piqa_validation.jsonl")
 
 
 def load_texts(limit: int) -> list[str]:
