@@ -5,7 +5,7 @@
 # at the opt-1.3b shape in bfloat16 (per-text speed-up vs the reference, M0 build vs load on
 # the GPU, batch_size=auto, m0_swap cost and peak device memory) and scripts/dtype_drift.py on
 # CUDA (bf16/fp16 vs fp32 entropies). Logs and JSON land in $OUT (the device tool's folder).
-# SHAPE, DEVICE, DOCS override the defaults (DEVICE=cpu SHAPE=small DOCS=5 rehearses it on a CPU).
+# SHAPE, DEVICE, DOCS, PYTHON override the defaults (DEVICE=cpu SHAPE=small DOCS=5 rehearses it on a CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check_out}
@@ -13,8 +13,9 @@ SHAPE=${SHAPE:-opt-1.3b} DEVICE=${DEVICE:-cuda} DOCS=${DOCS:-200}
 PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 site=$(mktemp -d)
-if [ -d .whl ]; then
-    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl
+WHEELS=${WHEELS-.whl}  # WHEELS= (empty) uses the interpreter's own packages only
+if [ -n "$WHEELS" ] && [ -d "$WHEELS" ]; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$WHEELS"/*.whl
 fi
 "$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" .
 export PYTHONPATH="$site" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false

@@ -46,3 +46,16 @@ def test_dtype_drift_runs():
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("M1 ", "M0 "))]
     assert [(r[0], r[1]) for r in rows] == [(m, d) for m in ("M1", "M0") for d in ("float32", "bfloat16", "float16")]
     assert all(float(r[3]) < 0.05 for r in rows)  # max |dH| vs float32, in nats
+
+
+def test_gpu_check_script_rehearses_on_cpu(tmp_path):
+    """scripts/gpu_check.sh (the one-command GPU run) installs the package into a temporary
+    directory and runs bench.py and dtype_drift.py; here on the CPU at the small shape."""
+    env = dict(os.environ, DEVICE="cpu", SHAPE="small", DOCS="3", PYTHON=sys.executable, OUT=str(tmp_path), WHEELS="")
+    done = subprocess.run(["bash", "scripts/gpu_check.sh"], capture_output=True, text=True, timeout=600, env=env,
+                          cwd=ROOT)
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["machine"]["device"] == "cpu" and "verdicts:" in done.stdout
+    assert "lm_eval_erank" in (tmp_path / "machine.txt").read_text()
+    assert "M0    float16" in (tmp_path / "dtype_drift.log").read_text()
