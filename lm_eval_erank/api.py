@@ -22,7 +22,7 @@ import torch
 from . import aggregation as agg
 from .m0_cache import M0Cache, model_key
 from .representations import TextStatistics, num_layers, parse_layers, text_statistics
-from .twin import build_random_twin, parameter_checksum, validate_seed
+from .twin import build_random_twin, model_device, off_device, parameter_checksum, spans_devices, validate_seed
 
 
 def encode_texts(tokenizer, texts: Sequence[str], max_length: int, add_bos_token: bool = False):
@@ -50,10 +50,20 @@ def default_max_length(model) -> int:
 
 
 class TwinProvider:
-    """M0 for one M1, built on first use (or given), with an optional on-disk results cache."""
+    """M0 for one M1, built on first use (or given), with an optional on-disk results cache.
 
-    def __init__(self, m1, seed: int, device=None, m0=None, cache_dir: str | Path | None = None):
-        self.m1, self.seed, self.device = m1, validate_seed(seed), device
+    ``swap=True``: M1 and M0 take turns on M1's device. :meth:`statistics` moves M1 to the CPU,
+    builds M0 where M1 was, runs it, frees it and moves M1 back (peak: one model resident).
+    """
+
+    def __init__(self, m1, seed: int, device=None, m0=None, cache_dir: str | Path | None = None,
+                 swap: bool = False):
+        if swap and device is not None:
+            raise ValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
+        if swap and spans_devices(m1):
+            raise ValueError("m0_swap=true needs M1 on one device; it cannot be combined with parallelize=True")
+        self.m1, self.seed, self.swap = m1, validate_seed(seed), swap
+        self.device = model_device(m1) if swap else device  # captured now: M1 is on the CPU during M0's turn
         self._m0 = m0
         self._checksum = None
         self.cache = None
@@ -96,7 +106,20 @@ class TwinProvider:
 
     def statistics(self, token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
                    progress: Callable[[int], None] | None = None, losses: bool = True) -> TextStatistics:
-        """M0's per-text statistics, computed only for texts the cache does not hold."""
+        """M0's per-text statistics, computed only for texts the cache does not hold (with
+        ``swap``, during M0's turn on the device; its checksum is taken before it is freed)."""
+        if not self.swap:
+            return self._statistics(token_ids, batch_size, pad_id, layers, progress, losses)
+        with off_device(self.m1):
+            try:
+                stats = self._statistics(token_ids, batch_size, pad_id, layers, progress, losses)
+                self.checksum  # noqa: B018  (from the cache, or from M0 while it is resident)
+            finally:
+                self.release()
+        return stats
+
+    def _statistics(self, token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
+                    progress: Callable[[int], None] | None, losses: bool) -> TextStatistics:
         last = num_layers(self.m1)
         wanted = sorted(set(layers) | {last})
         if self.cache is None:

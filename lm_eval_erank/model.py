@@ -11,10 +11,10 @@ from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
 from . import __version__
-from .api import DiffErankResult, TwinProvider, combine, encode_texts, pair_statistics
+from .api import TwinProvider, encode_texts, pair_statistics
 from .m0_cache import default_directory
 from .representations import NonFiniteModelOutputError, num_layers, parse_layers, text_statistics
-from .twin import check_twin_buildable, check_twin_supported, model_device, validate_seed
+from .twin import check_twin_buildable, check_twin_supported, validate_seed
 
 logger = logging.getLogger("lm_eval.erank.model")
 
@@ -63,7 +63,7 @@ class ErankHFLM(HFLM):
         seed = validate_seed(torch.initial_seed() if m0_seed is None else m0_seed)
         self.losses = parse_bool("losses", losses)
         self.m0_swap = parse_bool("m0_swap", m0_swap)
-        if self.m0_swap and m0_device is not None:
+        if self.m0_swap and m0_device is not None:  # before the (slow) model load; TwinProvider checks it too
             raise ValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
         try:
             super().__init__(*args, **kwargs)
@@ -81,11 +81,7 @@ class ErankHFLM(HFLM):
         self.layers = parse_layers(str(layers), num_layers(self.model))
         self._use_cpu_processes_as_data_parallel_ranks()
         cache_dir = default_directory() if m0_cache is None else None if str(m0_cache).lower() in _OFF else m0_cache
-        if self.m0_swap:
-            if len(set(map(str, (getattr(self.model, "hf_device_map", None) or {}).values()))) > 1:
-                raise ValueError("m0_swap=true needs M1 on one device; it cannot be combined with parallelize=True")
-            m0_device = model_device(self.model)  # where M1 is now: it is on the CPU while M0 runs
-        self.twin = TwinProvider(self.model, seed, device=m0_device, cache_dir=cache_dir)
+        self.twin = TwinProvider(self.model, seed, device=m0_device, cache_dir=cache_dir, swap=self.m0_swap)
         self.erank_auto_batch_size: int | None = None
         if self.m0_swap:
             check_twin_buildable(self.model)  # the architecture only: M0 is built when its turn comes
@@ -151,40 +147,19 @@ class ErankHFLM(HFLM):
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         with tqdm(total=2 * len(ids), desc="Running erank requests", disable=disable_tqdm or self.rank != 0) as bar:
             try:
-                if self.m0_swap:
-                    result = self._swapped_pair_statistics(ids, truncated, batch_size, pad_id, bar.update)
-                else:
-                    result = pair_statistics(self.model, self.twin, ids, truncated, batch_size, pad_id,
-                                             self.layers, progress=bar.update, losses=self.losses)
+                result = pair_statistics(self.model, self.twin, ids, truncated, batch_size, pad_id,
+                                         self.layers, progress=bar.update, losses=self.losses)
             except NonFiniteModelOutputError as err:
                 req = requests[err.text_index]
                 raise NonFiniteModelOutputError(
                     f"task {req.task_name}, doc {req.doc_id}: {err}", text_index=err.text_index
                 ) from None
+        if self.m0_swap and self.world_size > 1:  # M0 was first built in this pass
+            self._check_same_m0_on_every_rank()
         return [
             {key: value for key, value in row.items() if key != "layers" or value}
             for row in result.per_text()
         ]
-
-    def _swapped_pair_statistics(self, ids, truncated, batch_size: int, pad_id: int, progress) -> DiffErankResult:
-        """:func:`pair_statistics` with one model resident at a time on M1's device."""
-        s1 = text_statistics(self.model, ids, batch_size, pad_id, "M1", progress, self.layers, self.losses)
-        device = model_device(self.model)
-        offload = device.type != "cpu"
-        if offload:
-            self.model.to("cpu")
-            _empty_device_cache(device)
-        try:
-            s0 = self.twin.statistics(ids, batch_size, pad_id, self.layers, progress, self.losses)
-            checksum = self.twin.checksum  # from the cache, or from M0 while it is resident
-        finally:
-            self.twin.release()
-            if offload:
-                _empty_device_cache(device)
-                self.model.to(device)
-        if self.world_size > 1:
-            self._check_same_m0_on_every_rank()
-        return combine(s1, s0, ids, truncated, self.twin.seed, checksum)
 
     def _warn_truncated(self, requests: list[Instance], truncated: list[bool]) -> None:
         per_task: dict[str, list[int]] = {}
@@ -247,10 +222,3 @@ class ErankHFLM(HFLM):
             }
         )
         return info
-
-
-def _empty_device_cache(device: torch.device) -> None:
-    """Return the caching allocator's free blocks on ``device`` (CUDA, XPU, MPS)."""
-    accelerator = getattr(torch, device.type, None)
-    if accelerator is not None and hasattr(accelerator, "empty_cache"):
-        accelerator.empty_cache()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
@@ -45,6 +46,35 @@ def validate_seed(seed) -> int:
 def model_device(model: torch.nn.Module) -> torch.device:
     """Device of the model's first parameter (where its inputs must go)."""
     return next(model.parameters()).device
+
+
+def spans_devices(model: torch.nn.Module) -> bool:
+    """Whether the model is dispatched over several devices (``hf_device_map``)."""
+    return len({str(d) for d in (getattr(model, "hf_device_map", None) or {}).values()}) > 1
+
+
+def empty_device_cache(device: torch.device) -> None:
+    """Return the caching allocator's free blocks on ``device`` (CUDA, XPU, MPS; no-op on CPU)."""
+    accelerator = getattr(torch, device.type, None)
+    if accelerator is not None and hasattr(accelerator, "empty_cache"):
+        accelerator.empty_cache()
+
+
+@contextlib.contextmanager
+def off_device(model: torch.nn.Module):
+    """Move ``model`` to the CPU for the ``with`` block when it is on an accelerator (freeing its
+    memory there) and back afterwards, also after an error. No-op for a model on the CPU."""
+    device = model_device(model)
+    if device.type == "cpu":
+        yield
+        return
+    model.to("cpu")
+    empty_device_cache(device)
+    try:
+        yield
+    finally:
+        empty_device_cache(device)
+        model.to(device)
 
 
 def check_twin_supported(model: PreTrainedModel) -> None:
@@ -105,8 +135,7 @@ def build_random_twin(model: PreTrainedModel, seed: int, device: str | torch.dev
     check_twin_supported(model)
     seed = validate_seed(seed)
     config = copy.deepcopy(model.config)
-    device_map = getattr(model, "hf_device_map", None)
-    multi_device = device is None and device_map is not None and len(set(map(str, device_map.values()))) > 1
+    multi_device = device is None and spans_devices(model)
     if device is not None:
         device = torch.device(device)
     else:
@@ -119,7 +148,7 @@ def build_random_twin(model: PreTrainedModel, seed: int, device: str | torch.dev
     if multi_device:
         from accelerate import dispatch_model
 
-        twin = dispatch_model(twin, device_map=device_map)
+        twin = dispatch_model(twin, device_map=model.hf_device_map)
     twin.eval()
     twin.requires_grad_(False)
     logger.info("built random twin M0 (%s, seed %d, %s, %s)", type(model).__name__, seed, model.dtype, device)

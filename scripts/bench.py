@@ -572,8 +572,8 @@ def time_m0_swap(erank_lm, model_dir: Path, args: argparse.Namespace, token_ids:
     m1_bytes, m0_bytes = weight_bytes(erank_lm.model), weight_bytes(erank_lm.m0)
     both_s, both_peak, both = measure(lambda: pair_statistics(erank_lm.model, erank_lm.twin, token_ids, truncated,
                                                               args.batch_size, pad_id), m1_bytes + m0_bytes)
-    swap_s, swap_peak, swapped = measure(lambda: swap_lm._swapped_pair_statistics(token_ids, truncated, args.batch_size,
-                                                                                  pad_id, None), m1_bytes)
+    swap_s, swap_peak, swapped = measure(lambda: pair_statistics(swap_lm.model, swap_lm.twin, token_ids, truncated,
+                                                                 args.batch_size, pad_id), m1_bytes)
     last = both.last_layer
     report = {"both_resident_s": both_s, "m0_swap_s": swap_s, "swap_over_both": swap_s / both_s,
               "swap_extra_s": swap_s - both_s, "m1_weight_bytes": m1_bytes, "m0_weight_bytes": m0_bytes,
@@ -583,9 +583,7 @@ def time_m0_swap(erank_lm, model_dir: Path, args: argparse.Namespace, token_ids:
               "swap_peak_over_weights": swap_peak / (m1_bytes + m0_bytes) if swap_peak else None,
               "same_results": bool(torch.equal(both.entropy_m0[last], swapped.entropy_m0[last])
                                    and torch.equal(both.entropy_m1[last], swapped.entropy_m1[last]))}
-    del swap_lm
-    gc.collect()
-    return report
+    return report  # swap_lm (a second M1) is freed with this frame
 
 
 # ---- report ----------------------------------------------------------------------------------------

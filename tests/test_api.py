@@ -254,3 +254,15 @@ def test_harness_with_m0_swap_equals_the_default_run(tiny_models, local_tasks, t
     assert swap["config"]["erank_m0_swap"] is True
     assert swap["config"]["erank_m0_checksum"] == both["config"]["erank_m0_checksum"]
     assert swap["results"]["local_erank_piqa"] == both["results"]["local_erank_piqa"]
+
+
+def test_swapping_twin_needs_m1_on_one_device(loaded):
+    model, _ = loaded["gpt2"]
+    model.hf_device_map = {"transformer.h.0": 0, "transformer.h.1": 1}
+    try:
+        with pytest.raises(ValueError, match="parallelize=True"):
+            api.TwinProvider(model, 1, swap=True)
+    finally:
+        del model.hf_device_map
+    with pytest.raises(ValueError, match="m0_device"):
+        api.TwinProvider(model, 1, device="cpu", swap=True)

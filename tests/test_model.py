@@ -116,14 +116,14 @@ def test_m0_swap_gives_the_same_results_with_m0_resident_only_during_its_turn(ti
 def test_m0_swap_moves_m1_off_the_device_while_m0_runs(tiny_models, monkeypatch):
     """The choreography on an accelerator, simulated on the CPU: M1 leaves the device before M0
     is built, M0 is freed and M1 returns even when M0's pass fails."""
-    import lm_eval_erank.model as model_module
+    import lm_eval_erank.twin as twin_module
 
     swap = _model(tiny_models["llama"], batch_size=4, m0_seed=5, m0_swap=True)
     events = []
-    monkeypatch.setattr(model_module, "model_device", lambda model: torch.device("cuda", 0))
-    monkeypatch.setattr(model_module, "_empty_device_cache", lambda device: events.append(("empty", str(device))))
+    monkeypatch.setattr(twin_module, "model_device", lambda model: torch.device("cuda", 0))
+    monkeypatch.setattr(twin_module, "empty_device_cache", lambda device: events.append(("empty", str(device))))
     monkeypatch.setattr(swap.model, "to", lambda device: events.append(("M1 to", str(device))) or swap.model)
-    real_statistics = swap.twin.statistics
+    real_statistics = swap.twin._statistics
 
     def m0_statistics(*args, **kwargs):
         events.append(("M0 runs", swap.twin.built))
@@ -131,17 +131,18 @@ def test_m0_swap_moves_m1_off_the_device_while_m0_runs(tiny_models, monkeypatch)
         events.append(("M0 ran", swap.twin.built))
         return result
 
-    monkeypatch.setattr(swap.twin, "statistics", m0_statistics)
+    monkeypatch.setattr(swap.twin, "_statistics", m0_statistics)
     swap.erank(_requests(example.gold_texts()[:4]))
     assert events == [("M1 to", "cpu"), ("empty", "cuda:0"), ("M0 runs", False), ("M0 ran", True),
                       ("empty", "cuda:0"), ("M1 to", "cuda:0")]
     assert not swap.twin.built
 
     events.clear()
-    monkeypatch.setattr(swap.twin, "statistics", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(swap.twin, "_statistics", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError, match="boom"):
         swap.erank(_requests(example.gold_texts()[:4]))
     assert events[-1] == ("M1 to", "cuda:0")
+    assert not swap.twin.built
 
 
 def test_m0_swap_excludes_m0_device_and_auto_batch_probes_one_model(tiny_models):

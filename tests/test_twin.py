@@ -76,3 +76,14 @@ def test_valid_seeds(seed):
 def test_impossible_seeds_rejected(seed):
     with pytest.raises(ValueError, match="m0_seed"):
         validate_seed(seed)
+
+
+def test_spans_devices_reads_the_device_map():
+    from lm_eval_erank.twin import spans_devices
+
+    model = torch.nn.Linear(2, 2)
+    assert not spans_devices(model)
+    model.hf_device_map = {"a": 0, "b": "0"}
+    assert not spans_devices(model)
+    model.hf_device_map = {"a": 0, "b": 1}
+    assert spans_devices(model)
