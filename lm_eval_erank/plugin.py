@@ -98,7 +98,9 @@ def register() -> None:
     from lm_eval.tasks.manager import TaskManager
 
     from . import metrics, multimodal_tasks
+    from .activation import release_entry_point_placeholders
 
+    release_entry_point_placeholders()  # names lm-eval's entry-point loader reserved for us
     metrics.register()
     multimodal_tasks.register_metrics()
     from . import model  # noqa: F401  (registers hf-erank)

@@ -75,12 +75,21 @@ def local_tasks(tmp_path_factory):
 LOCAL_ERANK_TASKS = ["local_erank_piqa", "local_erank_openbookqa", "local_erank_winogrande"]
 
 
-def run_cli(args: list[str], output_dir: Path, module: str = "lm_eval_erank", check: bool = True):
-    """Run ``python -m <module> <args> --output_path output_dir``; return (completed, results, samples).
+def console_script(name: str) -> str:
+    """Path of a console script installed in the test environment (``lm_eval``, ``lm-eval``...)."""
+    path = Path(sys.executable).parent / name
+    assert path.exists(), f"console script {name} is not installed next to {sys.executable}"
+    return str(path)
+
+
+def run_cli(args: list[str], output_dir: Path, module: str = "lm_eval_erank", check: bool = True,
+            command: list[str] | None = None):
+    """Run ``python -m <module> <args> --output_path output_dir`` (or ``<command> <args> ...``);
+    return (completed, results, samples).
 
     results: the parsed results JSON (None if absent); samples: {task: [sample dicts]}.
     """
-    cmd = [sys.executable, "-m", module, *args, "--output_path", str(output_dir)]
+    cmd = [*(command or [sys.executable, "-m", module]), *args, "--output_path", str(output_dir)]
     env = dict(os.environ, PYTHONHASHSEED="0")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     if check and done.returncode != 0:

@@ -1,4 +1,5 @@
-"""The real CLI (``python -m lm_eval_erank`` / ``lm-eval-erank``) on tiny local models and data."""
+"""The real CLI (lm-eval's own ``lm_eval`` / ``lm-eval run`` / ``python -m lm_eval``, and the
+``lm-eval-erank`` alias) on tiny local models and data."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from lm_eval_erank import __version__
 from lm_eval_erank.metrics import METRIC_NAMES
 from lm_eval_erank.twin import build_random_twin
 
-from .conftest import ARCHS, LOCAL_ERANK_TASKS, model_args, run_cli
+from .conftest import ARCHS, LOCAL_ERANK_TASKS, console_script, model_args, run_cli
 
 TASK_ACCURACY = {
     "local_erank_piqa": ("acc", "acc_norm"),
@@ -27,18 +28,45 @@ TASK_ACCURACY = {
 GROUP_METRICS = ("acc", "diff_erank", "erank_m1", "erank_m0", "reduced_loss", "loss_m1", "loss_m0")
 
 
+# Each architecture runs through another form of lm-eval's own command (the plugin activates
+# itself at start-up; nothing of ours is named on the command line).
+LM_EVAL_FORMS = {
+    "gpt2": lambda: [console_script("lm_eval")],
+    "llama": lambda: [console_script("lm-eval"), "run"],
+    "opt": lambda: [sys.executable, "-m", "lm_eval"],
+}
+
+
+def erank_args(tiny_models, local_tasks, arch):
+    return ["--model", "hf-erank", "--model_args", model_args(tiny_models[arch]), "--device", "cpu",
+            "--include_path", str(local_tasks), "--tasks", "local_erank", "--batch_size", "4", "--log_samples"]
+
+
 @pytest.fixture(scope="module")
 def erank_runs(tiny_models, local_tasks, tmp_path_factory):
     """One CLI run per architecture of the group ``local_erank`` (all three tasks)."""
-    runs = {}
-    for arch in ARCHS:
-        out = tmp_path_factory.mktemp(f"run_{arch}")
-        runs[arch] = run_cli(
-            ["--model", "hf-erank", "--model_args", model_args(tiny_models[arch]), "--device", "cpu",
-             "--include_path", str(local_tasks), "--tasks", "local_erank", "--batch_size", "4", "--log_samples"],
-            out,
-        )
-    return runs
+    return {
+        arch: run_cli(erank_args(tiny_models, local_tasks, arch), tmp_path_factory.mktemp(f"run_{arch}"),
+                      command=LM_EVAL_FORMS[arch]())
+        for arch in ARCHS
+    }
+
+
+def _values(results, samples):
+    numbers = {(task, key): value for task, row in results["results"].items() for key, value in row.items()
+               if isinstance(value, (int, float))}
+    per_doc = {task: [(d["doc_id"], d["diff_erank"], d["reduced_loss"], d["acc"]) for d in docs]
+               for task, docs in samples.items()}
+    return numbers, per_doc
+
+
+def test_plain_lm_eval_gives_exactly_the_numbers_of_lm_eval_erank(erank_runs, tiny_models, local_tasks, tmp_path):
+    """``lm_eval ...`` (the gpt2 run) and the ``lm-eval-erank`` alias with the same arguments."""
+    _, alias_results, alias_samples = run_cli(erank_args(tiny_models, local_tasks, "gpt2"), tmp_path,
+                                              command=[console_script("lm-eval-erank")])
+    _, results, samples = erank_runs["gpt2"]
+    assert _values(results, samples) == _values(alias_results, alias_samples)
+    assert results["versions"] == alias_results["versions"] and results["n-samples"] == alias_results["n-samples"]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -158,7 +186,7 @@ def test_standard_model_on_erank_task_fails_naming_hf_erank(tiny_models, local_t
 
 
 def test_ls_tasks_lists_the_erank_tasks():
-    done = subprocess.run([sys.executable, "-m", "lm_eval_erank", "ls", "tasks"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([console_script("lm_eval"), "ls", "tasks"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     listed = done.stdout
     for name in ("erank_piqa", "erank_openbookqa", "erank_winogrande"):

@@ -227,9 +227,10 @@ def test_use_cache_gives_the_same_results(invariance_runs):
 
 @pytest.mark.parametrize("extra", [{}, {"m0_swap": "true"}], ids=["both_resident", "m0_swap"])
 def test_two_process_data_parallel_equals_one_process(tiny_models, local_tasks, tmp_path, invariance_runs, extra):
-    """CPU ranks via torchrun (accelerate's MULTI_CPU); M0 is checked identical on every rank
-    (with m0_swap, after each rank built it in its erank pass)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "lm_eval_erank",
+    """CPU ranks via ``torchrun -m lm_eval`` (accelerate's MULTI_CPU; the plugin activates itself in
+    every rank); M0 is checked identical on every rank (with m0_swap, after each rank built it in
+    its erank pass)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "lm_eval",
            "--model", "hf-erank", "--model_args", model_args(tiny_models["opt"], **extra), "--device", "cpu",
            "--include_path", str(local_tasks), "--tasks", "local_erank_piqa", "--batch_size", "16",
            "--log_samples", "--output_path", str(tmp_path)]

@@ -116,7 +116,7 @@ def cli_run(tiny_llava, local_mm_task, tmp_path_factory):
         ["--model", "hf-multimodal-erank", "--model_args", f"pretrained={tiny_llava},dtype=float32",
          "--tasks", "local_mm,local_mm_rot90", "--include_path", str(local_mm_task),
          "--batch_size", "2", "--log_samples"],
-        out,
+        out, module="lm_eval",  # lm-eval's own command: the plugin activates itself
     )
     return results, samples
 

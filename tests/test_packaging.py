@@ -1,9 +1,10 @@
-"""The wheel ships the task configs, and an installed wheel finds its tasks."""
+"""The wheel ships the task configs and the activation hook, and an installed wheel activates itself."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -20,19 +21,28 @@ def test_wheel_ships_task_configs_and_they_load(tmp_path):
     for yaml in (ROOT / "task_configs").glob("*.yaml"):
         assert f"lm_eval_erank/task_configs/{yaml.name}" in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "lm-eval-erank = lm_eval_erank.cli:main" in entry_points and "[lm_eval.models]" in entry_points
+    assert "lm-eval-erank = lm_eval_erank.cli:main" in entry_points
+    for group in ("lm_eval.models", "lm_eval.metrics", "lm_eval.aggregations", "lm_eval.tasks"):
+        assert f"[{group}]" in entry_points
+    # The activation: a .pth at the top of site-packages and the hook module it imports.
+    assert {"lm_eval_erank_autoload.pth", "lm_eval_erank_autoload.py"} <= names
 
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
+    # Without site (-S), process the wheel's directory as site-packages first, then the test
+    # environment's (for lm-eval): the wheel's .pth alone must activate the plugin.
+    site_packages = sysconfig.get_paths()["purelib"]
     probe = (
-        "import lm_eval_erank.plugin as p; p.register();"
+        f"import site, sys; site.addsitedir({str(target)!r}); site.addsitedir({site_packages!r});"
         "from lm_eval.tasks import TaskManager;"
         "tm = TaskManager(include_defaults=False);"
+        "import lm_eval_erank.plugin as p, lm_eval_erank_autoload as hook; "
+        f"assert hook.__file__.startswith({str(target)!r}), hook.__file__;"
         "print(p.task_dir()); print(sorted(t for t in tm.all_tasks if 'erank' in t))"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    done = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     task_dir, tasks = done.stdout.strip().splitlines()[-2:]
     assert task_dir.startswith(str(target))
