@@ -95,10 +95,9 @@ def register() -> None:
     import lm_eval.models  # noqa: F401
     from lm_eval.api.model import LM
     from lm_eval.loggers.evaluation_tracker import EvaluationTracker
-    from lm_eval.tasks.manager import TaskManager
 
     from . import metrics, multimodal_tasks
-    from .activation import release_entry_point_placeholders
+    from .activation import patch_task_manager, release_entry_point_placeholders
 
     release_entry_point_placeholders()  # names lm-eval's entry-point loader reserved for us
     metrics.register()
@@ -106,8 +105,7 @@ def register() -> None:
     from . import model  # noqa: F401  (registers hf-erank)
     from . import multimodal_model  # noqa: F401  (registers hf-multimodal-erank)
 
-    if not getattr(TaskManager.__init__, "_erank_tasks", False):
-        TaskManager.__init__ = _with_erank_tasks(TaskManager.__init__)
+    patch_task_manager()
     for request_type in REQUEST_SERVERS:
         if not hasattr(LM, request_type):
             setattr(LM, request_type, _missing_request(request_type))
