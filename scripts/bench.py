@@ -82,6 +82,8 @@ TOKENIZER_VOCAB = 8192
 SHAPES = {
     "small": ("gpt2", {"n_embd": 256, "n_layer": 4, "n_head": 4, "n_positions": 1024, "vocab_size": None}),
     "gpt2-small": ("gpt2", {"n_embd": 768, "n_layer": 12, "n_head": 12, "n_positions": 1024, "vocab_size": 50257}),
+    "opt-125m": ("opt", {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "ffn_dim": 3072,
+                         "word_embed_proj_dim": 768, "max_position_embeddings": 2048, "vocab_size": 50272}),
     "opt-1.3b": ("opt", {"hidden_size": 2048, "num_hidden_layers": 24, "num_attention_heads": 32, "ffn_dim": 8192,
                          "word_embed_proj_dim": 2048, "max_position_embeddings": 2048, "vocab_size": 50272}),
 }
