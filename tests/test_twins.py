@@ -219,3 +219,20 @@ def test_scripts_pass_twins_on_and_mark_single_twin_results(tmp_path, capsys):
     table = plot.table_markdown(runs, ["t"])
     assert [r["twins"] for r in markdown_tables(table)[""]] == ["1", "3"]
     assert "twins 1: one random twin" in table
+
+
+def test_sample_writer_adds_the_erank_response_as_json(tmp_path):
+    register()
+    from lm_eval.loggers.evaluation_tracker import EvaluationTracker
+
+    response = {"entropy_m1": 2.5, "entropy_m0": 2.75, "loss_m1": 4.0, "loss_m0": 6.0, "n_tokens": 9,
+                "truncated": False, "layers": {1: {"entropy_m1": 2.0, "entropy_m0": 2.25}}}
+    sample = {"doc_id": 0, "doc": {}, "target": 0, "arguments": [("ctx", " a"), ("text",)],
+              "resps": [[(-1.0, False)], [response]], "filtered_resps": [(-1.0, False), response]}
+    tracker = EvaluationTracker(output_path=str(tmp_path))
+    tracker.date_id = "2026-01-01T00-00-00"  # set by save_results_aggregated in a run
+    tracker.general_config_tracker.model_name_sanitized = "m"
+    tracker.save_results_samples("t", [sample])
+    written = json.loads(next(tmp_path.rglob("samples_t_*.jsonl")).read_text())
+    assert isinstance(written["resps"][1][0], str)  # lm-eval's repr string
+    assert written["erank_response"] == {**response, "layers": {"1": {"entropy_m1": 2.0, "entropy_m0": 2.25}}}
