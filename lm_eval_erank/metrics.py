@@ -94,9 +94,10 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("erank_excluded", agg.count, agg.count_stderr, False),
     MetricSpec("erank_truncated", agg.count, agg.count_stderr, False),
     MetricSpec("erank_tokens", *_MEAN, None),
-    MetricSpec("erank_m0_twin_sd", _twin_sd, _no_stderr, None),
 )
 METRIC_NAMES = tuple(m.name for m in METRICS)
+# Reported only with m0_twins=K > 1 (METRIC_NAMES are the metrics of every run).
+TWIN_METRICS: tuple[MetricSpec, ...] = (MetricSpec("erank_m0_twin_sd", _twin_sd, _no_stderr, None),)
 AGGREGATION_PREFIX = "erank_agg_"
 # lm-eval's default --bootstrap_iters is 100,000; 10,000 draws already estimate a standard
 # error to about 0.7% (relative) at a tenth of the cost (lm-eval caps bleu/chrf/ter at 100).
@@ -200,7 +201,7 @@ def layer_metric_base(name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def metric_list_entries(specs: tuple[MetricSpec, ...] = METRICS) -> list[dict]:
+def metric_list_entries(specs: tuple[MetricSpec, ...] = METRICS + TWIN_METRICS) -> list[dict]:
     """``metric_list`` entries (as in a task YAML) for ``specs`` (default: every eRank metric)."""
     return [
         {"metric": m.name, "aggregation": AGGREGATION_PREFIX + m.name, "higher_is_better": m.higher_is_better}
@@ -217,7 +218,7 @@ def register() -> None:
     import lm_eval.api.metrics as lm_metrics  # noqa: F401  (loads the built-ins first)
     import lm_eval.evaluator_utils as evaluator_utils
 
-    register_specs(METRICS)
+    register_specs(METRICS + TWIN_METRICS)
     if not getattr(evaluator_utils.stderr_for_metric, "_erank_aware", False):
         evaluator_utils.stderr_for_metric = _erank_aware_stderr(evaluator_utils.stderr_for_metric)
         lm_metrics.stderr_for_metric = evaluator_utils.stderr_for_metric

@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lm_eval_erank import aggregation as agg
 from lm_eval_erank import api, diff_erank, example
-from lm_eval_erank.metrics import MAX_BOOTSTRAP_ITERS, METRIC_NAMES, per_document_values
+from lm_eval_erank.metrics import MAX_BOOTSTRAP_ITERS, METRIC_NAMES, TWIN_METRICS, per_document_values
 from lm_eval_erank.plugin import register
 
 from .conftest import model_args, run_cli
@@ -140,7 +140,8 @@ def test_harness_with_three_twins(tiny_models, local_tasks, tmp_path):
     # The table holds the metrics and their stderrs, nothing else of ours.
     reported = {key.split(",")[0] for key in row if key not in ("alias", "name", "sample_len")}
     ours = {name.removesuffix("_stderr") for name in reported} - {"acc", "acc_norm"}
-    assert ours == set(METRIC_NAMES) | {"diff_erank_layer1", "erank_m1_layer1", "erank_m0_layer1"}
+    assert ours == set(METRIC_NAMES) | {m.name for m in TWIN_METRICS} | {"diff_erank_layer1", "erank_m1_layer1",
+                                                                        "erank_m0_layer1"}
     assert row["erank_m0_twin_sd_stderr,none"] == "N/A"
 
     # Samples: the response as JSON numbers, every twin's entropies and losses.
