@@ -16,8 +16,8 @@ Tiny Shakespeare, as in scripts/bench.py. Forwards run in float32 without token 
 per-text results go to an M0 cache (--cache), so a rerun with more twins or texts only computes
 what is new.
 
-    python scripts/twin_spread.py                              # the default run (see --help)
-    python scripts/twin_spread.py --shapes opt-125m --texts 100,400,all --twins 4
+    python scripts/twin_spread.py          # default: 3 twins, 100 texts at d = 768, 10 at opt-1.3b (minutes)
+    python scripts/twin_spread.py --shapes gpt2-small --texts 100,400,all --twins 4
 """
 
 from __future__ import annotations
@@ -137,10 +137,11 @@ def parse_counts(text: str) -> list[int | str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default=f"gpt2-small,opt-125m,{WIDE}")
-    parser.add_argument("--twins", type=int, default=4, help="twins of the d = 768 shapes")
-    parser.add_argument("--texts", type=parse_counts, default=[100, 400], help="text counts, e.g. 100,400,all")
+    parser.add_argument("--twins", type=int, default=3, help="twins of the d = 768 shapes")
+    parser.add_argument("--texts", type=parse_counts, default=[100],
+                        help="text counts of the d = 768 shapes, e.g. 100,400,all (the first N PIQA docs)")
     parser.add_argument("--wide-twins", type=int, default=3)
-    parser.add_argument("--wide-texts", type=parse_counts, default=[50, 100])
+    parser.add_argument("--wide-texts", type=parse_counts, default=[10], help="text counts of opt-1.3b")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--bootstrap-iters", type=int, default=2000)
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "erank-twin-spread-cache"),

@@ -237,3 +237,21 @@ def test_sample_writer_adds_the_erank_response_as_json(tmp_path):
     written = json.loads(next(tmp_path.rglob("samples_t_*.jsonl")).read_text())
     assert isinstance(written["resps"][1][0], str)  # lm-eval's repr string
     assert written["erank_response"] == {**response, "layers": {"1": {"entropy_m1": 2.0, "entropy_m0": 2.25}}}
+
+
+def test_twin_spread_script_runs(tmp_path):
+    from .conftest import SHARED_DATA
+    from .test_scripts import load_script
+
+    if not (SHARED_DATA / "hf_schema" / "piqa_validation.jsonl").is_file():
+        pytest.skip("needs the real PIQA data in ../shared/data")
+    script = load_script("twin_spread")
+    out = tmp_path / "spread.json"
+    assert script.main(["--shapes", "small", "--twins", "2", "--texts", "6,12", "--bootstrap-iters", "200",
+                        "--cache", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    shape = json.loads(out.read_text())["shapes"][0]
+    assert [r["texts"] for r in shape["rows"]] == [6, 12] and shape["seeds"] == [0, 1]
+    row = shape["rows"][1]
+    assert row["twin_sd"] == pytest.approx(np.std(row["erank_m0_per_twin"], ddof=1), abs=1e-3)
+    assert row["k_twin_stderr"] ** 2 == pytest.approx(row["k_twin_stderr_text_part"] ** 2
+                                                      + row["k_twin_stderr_twin_part"] ** 2, rel=1e-9)
