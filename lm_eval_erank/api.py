@@ -12,17 +12,26 @@ ratio, the reduced loss and the counts (see README "Reported metrics").
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import aggregation as agg
 from .m0_cache import M0Cache, model_key
 from .representations import TextStatistics, num_layers, parse_layers, text_statistics
-from .twin import build_random_twin, model_device, off_device, parameter_checksum, spans_devices, validate_seed
+from .twin import MAX_SEED, build_random_twin, model_device, off_device, parameter_checksum, spans_devices, validate_seed
+
+logger = logging.getLogger("lm_eval.erank.api")
+
+# progress(label) -> a callback receiving the number of texts just done (or None): one pass per
+# model, labelled "M1" or "M0 seed s (twin k/K)".
+Progress = Callable[[str], Callable[[int], None] | None]
 
 
 def encode_texts(tokenizer, texts: Sequence[str], max_length: int, add_bos_token: bool = False):
@@ -108,15 +117,8 @@ class TwinProvider:
                    progress: Callable[[int], None] | None = None, losses: bool = True) -> TextStatistics:
         """M0's per-text statistics, computed only for texts the cache does not hold (with
         ``swap``, during M0's turn on the device; its checksum is taken before it is freed)."""
-        if not self.swap:
-            return self._statistics(token_ids, batch_size, pad_id, layers, progress, losses)
-        with off_device(self.m1):
-            try:
-                stats = self._statistics(token_ids, batch_size, pad_id, layers, progress, losses)
-                self.checksum  # noqa: B018  (from the cache, or from M0 while it is resident)
-            finally:
-                self.release()
-        return stats
+        return twins_statistics([self], token_ids, batch_size, pad_id, layers,
+                                None if progress is None else lambda label: progress, losses)[0]
 
     def _statistics(self, token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
                     progress: Callable[[int], None] | None, losses: bool) -> TextStatistics:
@@ -125,6 +127,8 @@ class TwinProvider:
         if self.cache is None:
             return text_statistics(self.model, token_ids, batch_size, pad_id, "M0", progress, wanted, losses)
         loss, entropy, hit = self.cache.lookup(token_ids, wanted, losses)
+        logger.info("erank: M0 seed %d: %d of %d texts' results from the M0 cache (%s)", self.seed, int(hit.sum()),
+                    len(token_ids), self.cache.path)
         if progress is not None:
             progress(int(hit.sum()))
         missing = [i for i in range(len(token_ids)) if not hit[i]]
@@ -140,14 +144,55 @@ class TwinProvider:
         return TextStatistics(layer_entropy=entropy, loss=loss, last_layer=last)
 
 
+def make_twins(m1, seed, n_twins: int = 1, device=None, m0=None, cache_dir: str | Path | None = None,
+               swap: bool = False) -> list[TwinProvider]:
+    """K = ``n_twins`` twin providers with seeds seed, seed + 1, ..., seed + K - 1 (each with its
+    own M0-cache entry; ``m0``, an already-built twin, only for K = 1)."""
+    if isinstance(n_twins, bool) or not isinstance(n_twins, int) or n_twins < 1:
+        raise ValueError(f"m0_twins must be an integer >= 1, got {n_twins!r}")
+    if m0 is not None and n_twins > 1:
+        raise ValueError("m0= gives one already-built twin; it cannot be combined with m0_twins > 1")
+    first = validate_seed(seed)
+    if first + n_twins - 1 > MAX_SEED:
+        raise ValueError(f"m0_seed + m0_twins - 1 must be at most 2**64 - 1, got {first} + {n_twins} - 1")
+    return [TwinProvider(m1, first + k, device=device, m0=m0, cache_dir=cache_dir, swap=swap) for k in range(n_twins)]
+
+
+def twins_statistics(twins: Sequence[TwinProvider], token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
+                     progress: Progress | None = None, losses: bool = True) -> list[TextStatistics]:
+    """Each twin's per-text statistics, one twin after another. With K > 1 twins (or ``swap``)
+    each twin is freed after its pass (its checksum kept), so at most one is resident beside M1;
+    with ``swap`` M1 leaves the device once for all twins' turns."""
+    swap = twins[0].swap
+    free_each = swap or len(twins) > 1
+    out = []
+    with off_device(twins[0].m1) if swap else contextlib.nullcontext():
+        for k, twin in enumerate(twins):
+            label = f"M0 seed {twin.seed}" + (f" (twin {k + 1}/{len(twins)})" if len(twins) > 1 else "")
+            try:
+                out.append(twin._statistics(token_ids, batch_size, pad_id, layers,
+                                            None if progress is None else progress(label), losses))
+                if free_each:
+                    twin.checksum  # noqa: B018  (from the cache, or from M0 while it is resident)
+            finally:
+                if free_each:
+                    twin.release()
+    return out
+
+
 @dataclass(frozen=True)
 class DiffErankResult:
     """Per-text values (tensors over texts, float64, NaN = undefined) and their aggregations.
 
     ``layers`` are hidden-state indices (0 = embeddings, i = block i, L = LM head input);
-    ``entropy_m1[layer]`` / ``entropy_m0[layer]`` are (n_texts,) entropies in nats;
-    ``loss_m1`` / ``loss_m0`` are (n_texts,) mean token losses, None when not computed
+    ``entropy_m1[layer]`` is (n_texts,) entropies in nats; ``entropy_m0[layer]`` is (n_texts,)
+    for one twin and (K, n_texts) for K twins (seed order); ``loss_m1`` (n_texts,) and
+    ``loss_m0`` ((n_texts,) or (K, n_texts)) are mean token losses, None when not computed
     (``losses=False``: then the loss metrics are left out of ``summary`` and ``per_text``).
+    ``m0_seed`` / ``m0_checksum`` are the first twin's; ``m0_seeds`` / ``m0_checksums`` every twin's.
+
+    With K twins every value that involves M0 is the mean over twins of the single-twin value
+    (:meth:`twin`), over the texts defined under M1 and every twin; ``erank_m1`` is unchanged.
     """
 
     entropy_m1: dict[int, torch.Tensor]
@@ -159,6 +204,8 @@ class DiffErankResult:
     last_layer: int
     m0_seed: int
     m0_checksum: str
+    m0_seeds: tuple[int, ...] = field(default=())
+    m0_checksums: tuple[str | None, ...] = field(default=())
 
     @property
     def has_losses(self) -> bool:
@@ -168,6 +215,39 @@ class DiffErankResult:
     def layers(self) -> tuple[int, ...]:
         return tuple(sorted(self.entropy_m1))
 
+    @property
+    def n_twins(self) -> int:
+        """K, the number of random twins."""
+        values = self.entropy_m0[self.last_layer]
+        return 1 if values.dim() == 1 else values.shape[0]
+
+    def twin(self, k: int) -> DiffErankResult:
+        """The single-twin result of twin ``k`` (0-based, seed ``m0_seed + k``), over the texts
+        defined under M1 and every twin; for K = 1, ``twin(0)`` is this result."""
+        if not 0 <= k < self.n_twins:
+            raise IndexError(f"twin {k} of {self.n_twins}")
+        if self.n_twins == 1:
+            return self
+        entropy_m1, entropy_m0 = {}, {}
+        for layer in self.layers:
+            undefined = torch.isnan(self.entropy_m1[layer]) | torch.isnan(self.entropy_m0[layer]).any(dim=0)
+            entropy_m1[layer] = self.entropy_m1[layer].masked_fill(undefined, math.nan)
+            entropy_m0[layer] = self.entropy_m0[layer][k].masked_fill(undefined, math.nan)
+        loss_m0 = None
+        if self.has_losses:
+            loss_m0 = self.loss_m0[k].masked_fill(torch.isnan(self.loss_m0).any(dim=0), math.nan)
+        seeds = self.m0_seeds or (self.m0_seed,)
+        checksums = self.m0_checksums or (self.m0_checksum,)
+        return DiffErankResult(entropy_m1, entropy_m0, self.loss_m1, loss_m0, self.n_tokens, self.truncated,
+                               self.last_layer, seeds[k], checksums[k], (seeds[k],), (checksums[k],))
+
+    def _over_twins(self, single: Callable[[DiffErankResult], float | None]) -> float | None:
+        """mean over twins of ``single(twin)`` (K = 1: ``single(self)``)."""
+        if self.n_twins == 1:
+            return single(self)
+        values = [single(self.twin(k)) for k in range(self.n_twins)]
+        return None if any(v is None for v in values) else float(np.mean(values))
+
     def _pairs(self, layer: int | None) -> list:
         layer = self.last_layer if layer is None else layer
         return [None if math.isnan(h0) or math.isnan(h1) else (math.exp(h0), math.exp(h1))
@@ -175,46 +255,70 @@ class DiffErankResult:
 
     @property
     def excluded(self) -> int:
-        """Texts without a defined eRank (fewer than 2 tokens, or no spread)."""
-        return sum(p is None for p in self._pairs(None))
+        """Texts without a defined eRank under M1 or any twin (fewer than 2 tokens, or no spread)."""
+        return sum(p is None for p in self.twin(0)._pairs(None))
 
     def erank_m1(self, layer: int | None = None) -> float | None:
         """exp(mean H(M1)) (algorithm (a))."""
-        return agg.geometric_mean([None if p is None else p[1] for p in self._pairs(layer)])
+        return agg.geometric_mean([None if p is None else p[1] for p in self.twin(0)._pairs(layer)])
 
     def erank_m0(self, layer: int | None = None) -> float | None:
-        return agg.geometric_mean([None if p is None else p[0] for p in self._pairs(layer)])
+        """exp(mean H(M0)), averaged over twins."""
+        return self._over_twins(lambda r: agg.geometric_mean([None if p is None else p[0] for p in r._pairs(layer)]))
+
+    def erank_m0_twin_sd(self, layer: int | None = None) -> float | None:
+        """Standard deviation (ddof 1) over twins of the single-twin eRank(M0); None for one twin."""
+        if self.n_twins == 1:
+            return None
+        values = [self.twin(k).erank_m0(layer) for k in range(self.n_twins)]
+        return None if any(v is None for v in values) else float(np.std(values, ddof=1))
 
     def diff_erank(self, layer: int | None = None) -> float | None:
-        """exp(mean H(M0)) - exp(mean H(M1)) over texts with a defined eRank."""
-        return agg.difference_of_geometric_means(self._pairs(layer))
+        """exp(mean H(M0)) - exp(mean H(M1)) over texts with a defined eRank (twin mean)."""
+        return self._over_twins(lambda r: agg.difference_of_geometric_means(r._pairs(layer)))
 
     def diff_erank_b(self, layer: int | None = None) -> float | None:
-        """Algorithm (b): mean over texts of eRank(M0) - eRank(M1)."""
-        return agg.arithmetic_mean([None if p is None else p[0] - p[1] for p in self._pairs(layer)])
+        """Algorithm (b): mean over texts of eRank(M0) - eRank(M1) (twin mean)."""
+        return self._over_twins(
+            lambda r: agg.arithmetic_mean([None if p is None else p[0] - p[1] for p in r._pairs(layer)]))
+
+    def erank_m1_b(self, layer: int | None = None) -> float | None:
+        """Algorithm (b) for M1: mean over texts of eRank(M1)."""
+        return agg.arithmetic_mean([None if p is None else p[1] for p in self.twin(0)._pairs(layer)])
+
+    def erank_m0_b(self, layer: int | None = None) -> float | None:
+        """Algorithm (b) for M0: mean over texts of eRank(M0) (twin mean)."""
+        return self._over_twins(lambda r: agg.arithmetic_mean([None if p is None else p[0] for p in r._pairs(layer)]))
 
     def erank_ratio(self, layer: int | None = None) -> float | None:
-        """exp(mean H(M1)) / exp(mean H(M0)): the size-normalised companion of Diff-eRank."""
-        return agg.ratio_of_geometric_means(self._pairs(layer))
+        """exp(mean H(M1)) / exp(mean H(M0)): the size-normalised companion of Diff-eRank (twin mean)."""
+        return self._over_twins(lambda r: agg.ratio_of_geometric_means(r._pairs(layer)))
 
     def reduced_loss(self) -> float | None:
-        """mean over texts of L(M0) - L(M1)."""
+        """mean over texts of L(M0) - L(M1) (twin mean)."""
         if not self.has_losses:
             raise ValueError("the losses were not computed (losses=False)")
-        return agg.arithmetic_mean([None if math.isnan(a) or math.isnan(b) else a - b
-                                    for a, b in zip(self.loss_m0.tolist(), self.loss_m1.tolist())])
+        return self._over_twins(lambda r: agg.arithmetic_mean([None if math.isnan(a) or math.isnan(b) else a - b
+                                                              for a, b in zip(r.loss_m0.tolist(), r.loss_m1.tolist())]))
 
     def summary(self) -> dict:
-        """Dataset values of every metric (layer metrics suffixed ``_layer{i}``)."""
+        """Every dataset value the harness reports for these texts, under the harness's metric
+        names (layer metrics suffixed ``_layer{i}``; ``erank_m0_twin_sd`` only for K > 1), plus
+        ``texts``, the number of texts."""
         out = {
             "diff_erank": self.diff_erank(), "erank_m1": self.erank_m1(), "erank_m0": self.erank_m0(),
-            "diff_erank_b": self.diff_erank_b(), "erank_ratio": self.erank_ratio(),
-            "erank_excluded": self.excluded, "erank_truncated": sum(self.truncated), "texts": len(self.n_tokens),
+            "erank_ratio": self.erank_ratio(), "diff_erank_b": self.diff_erank_b(),
+            "erank_m1_b": self.erank_m1_b(), "erank_m0_b": self.erank_m0_b(),
         }
         if self.has_losses:
             out["reduced_loss"] = self.reduced_loss()
             out["loss_m1"] = agg.arithmetic_mean([None if math.isnan(x) else x for x in self.loss_m1.tolist()])
-            out["loss_m0"] = agg.arithmetic_mean([None if math.isnan(x) else x for x in self.loss_m0.tolist()])
+            out["loss_m0"] = self._over_twins(
+                lambda r: agg.arithmetic_mean([None if math.isnan(x) else x for x in r.loss_m0.tolist()]))
+        out.update({"erank_excluded": self.excluded, "erank_truncated": sum(self.truncated),
+                    "erank_tokens": agg.arithmetic_mean(self.n_tokens), "texts": len(self.n_tokens)})
+        if self.n_twins > 1:
+            out["erank_m0_twin_sd"] = self.erank_m0_twin_sd()
         for layer in self.layers:
             if layer != self.last_layer:
                 out[f"diff_erank_layer{layer}"] = self.diff_erank(layer)
@@ -224,43 +328,58 @@ class DiffErankResult:
 
     def per_text(self) -> list[dict]:
         """One dict per text: entropies (nats, per layer), losses (when computed), token count,
-        truncation; None = undefined."""
+        truncation; None = undefined. With K twins every M0 value is a list over twins (seed order)."""
         def value(x: float) -> float | None:
             return None if math.isnan(x) else x
+
+        def m0(values: torch.Tensor, i: int):
+            return value(float(values[i])) if values.dim() == 1 else [value(float(x)) for x in values[:, i]]
 
         rows = []
         for i, n in enumerate(self.n_tokens):
             losses = {"loss_m1": value(float(self.loss_m1[i])),
-                      "loss_m0": value(float(self.loss_m0[i]))} if self.has_losses else {}
+                      "loss_m0": m0(self.loss_m0, i)} if self.has_losses else {}
             rows.append({
                 "entropy_m1": value(float(self.entropy_m1[self.last_layer][i])),
-                "entropy_m0": value(float(self.entropy_m0[self.last_layer][i])),
+                "entropy_m0": m0(self.entropy_m0[self.last_layer], i),
                 **losses,
                 "n_tokens": n,
                 "truncated": self.truncated[i],
                 "layers": {layer: {"entropy_m1": value(float(self.entropy_m1[layer][i])),
-                                   "entropy_m0": value(float(self.entropy_m0[layer][i]))}
+                                   "entropy_m0": m0(self.entropy_m0[layer], i)}
                            for layer in self.layers if layer != self.last_layer},
             })
         return rows
 
 
-def combine(s1: TextStatistics, s0: TextStatistics, token_ids, truncated, m0_seed: int, m0_checksum: str) -> DiffErankResult:
-    """The result object from M1's and M0's per-text statistics over the same texts."""
+def combine(s1: TextStatistics, s0: TextStatistics | Sequence[TextStatistics], token_ids, truncated,
+            m0_seed: int | Sequence[int], m0_checksum: str | Sequence[str | None]) -> DiffErankResult:
+    """The result object from M1's and M0's per-text statistics over the same texts; ``s0``,
+    ``m0_seed`` and ``m0_checksum`` are one twin's or sequences with one entry per twin."""
+    if isinstance(s0, TextStatistics):
+        s0, m0_seed, m0_checksum = [s0], [m0_seed], [m0_checksum]
+    if len(s0) == 1:
+        entropy_m0, loss_m0 = s0[0].layer_entropy, s0[0].loss
+    else:
+        entropy_m0 = {layer: torch.stack([s.layer_entropy[layer] for s in s0]) for layer in s0[0].layer_entropy}
+        loss_m0 = None if s0[0].loss is None else torch.stack([s.loss for s in s0])
     return DiffErankResult(
-        entropy_m1=s1.layer_entropy, entropy_m0=s0.layer_entropy, loss_m1=s1.loss, loss_m0=s0.loss,
+        entropy_m1=s1.layer_entropy, entropy_m0=entropy_m0, loss_m1=s1.loss, loss_m0=loss_m0,
         n_tokens=[len(t) for t in token_ids], truncated=list(truncated), last_layer=s1.last_layer,
-        m0_seed=m0_seed, m0_checksum=m0_checksum,
+        m0_seed=m0_seed[0], m0_checksum=m0_checksum[0], m0_seeds=tuple(m0_seed), m0_checksums=tuple(m0_checksum),
     )
 
 
-def pair_statistics(m1, twin: TwinProvider, token_ids, truncated, batch_size: int, pad_id: int,
-                    layers: Sequence[int] = (), progress: Callable[[int], None] | None = None,
+def pair_statistics(m1, twin: TwinProvider | Sequence[TwinProvider], token_ids, truncated, batch_size: int,
+                    pad_id: int, layers: Sequence[int] = (), progress: Progress | None = None,
                     losses: bool = True) -> DiffErankResult:
-    """Run M1 and M0 over pre-tokenised texts: the shared core of the harness and the API."""
-    s1 = text_statistics(m1, token_ids, batch_size, pad_id, "M1", progress, layers, losses)
-    s0 = twin.statistics(token_ids, batch_size, pad_id, layers, progress, losses)
-    return combine(s1, s0, token_ids, truncated, twin.seed, twin.checksum)
+    """Run M1, then each twin (one after another), over pre-tokenised texts: the shared core of
+    the harness and the API. ``progress(label)`` is called at the start of each model's pass."""
+    twins = [twin] if isinstance(twin, TwinProvider) else list(twin)
+    s1 = text_statistics(m1, token_ids, batch_size, pad_id, "M1", None if progress is None else progress("M1"),
+                         layers, losses)
+    s0 = twins_statistics(twins, token_ids, batch_size, pad_id, layers, progress, losses)
+    return combine(s1, s0, token_ids, truncated, [t.seed for t in twins], [t.checksum for t in twins])
 
 
 def diff_erank(
@@ -277,6 +396,7 @@ def diff_erank(
     add_bos_token: bool = False,
     m0_cache: str | Path | None = None,
     losses: bool = True,
+    m0_twins: int = 1,
 ) -> DiffErankResult:
     """Diff-eRank of an already-loaded causal LM on ``texts``.
 
@@ -285,7 +405,8 @@ def diff_erank(
         tokenizer: its tokenizer (default special tokens are added, as the paper does).
         texts: the texts; each is cut to ``max_length`` tokens (default: the config's
             ``max_position_embeddings``/``n_positions``).
-        m0_seed: seed of the random twin M0 (ignored when ``m0`` is given).
+        m0_seed: seed of the random twin M0 (ignored when ``m0`` is given); with ``m0_twins=K``
+            the twins' seeds are m0_seed, ..., m0_seed + K - 1.
         m0: an already-built twin to reuse (e.g. across calls); default: built from the config.
         m0_device: where to build M0 (default: M1's device).
         layers: ``last`` | ``paper`` | ``all`` | ``"0:6:12"`` | a sequence of hidden-state indices.
@@ -293,6 +414,8 @@ def diff_erank(
         add_bos_token: prepend BOS where the tokenizer does not add it.
         m0_cache: a directory for M0's per-text results (see m0_cache.py), or None.
         losses: also compute the token losses (reduced loss); False skips the LM head.
+        m0_twins: K, the number of random twins (run one after another): every value that
+            involves M0 is the mean over twins, and ``erank_m0_twin_sd()`` their spread.
     """
     was_training = model.training
     model.eval()
@@ -300,8 +423,8 @@ def diff_erank(
         max_length = max_length or default_max_length(model)
         wanted = parse_layers(layers, num_layers(model))
         ids, truncated = encode_texts(tokenizer, texts, max_length, add_bos_token)
-        twin = TwinProvider(model, m0_seed, device=m0_device, m0=m0, cache_dir=m0_cache)
+        twins = make_twins(model, m0_seed, m0_twins, device=m0_device, m0=m0, cache_dir=m0_cache)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        return pair_statistics(model, twin, ids, truncated, batch_size, pad_id, wanted, losses=losses)
+        return pair_statistics(model, twins, ids, truncated, batch_size, pad_id, wanted, losses=losses)
     finally:
         model.train(was_training)

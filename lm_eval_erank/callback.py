@@ -7,11 +7,12 @@ Every ``every_n_steps`` optimizer steps (and once before training), the callback
 Diff-eRank of the model being trained on a fixed held-out text set and logs it through
 ``trainer.log`` (so every configured logger — TensorBoard, W&B, ... — receives it) as
 ``{prefix}diff_erank``, ``{prefix}erank_m1``, ``{prefix}erank_m0``, ``{prefix}erank_ratio``,
-``{prefix}reduced_loss``, ``{prefix}loss_m1`` (unless ``losses=False``) and per-layer values
-with ``layers=``.
+``{prefix}reduced_loss``, ``{prefix}loss_m1`` (unless ``losses=False``), per-layer values
+with ``layers=``, and with ``m0_twins=K`` > 1 ``{prefix}erank_m0_twin_sd`` (the M0 values are
+then means over K twins, seeds m0_seed .. m0_seed + K - 1).
 
-M0 does not change during training: its side (a random twin of the model's config) is
-computed once per run, on the first evaluation, and the twin is then freed.
+M0 does not change during training: its side (a random twin of the model's config; each of
+the K twins in turn) is computed once per run, on the first evaluation, and the twin is then freed.
 Runs on the main process only; the model must be whole there (single process or DDP, not
 FSDP/ZeRO-3 sharding).
 """
@@ -23,14 +24,14 @@ from collections.abc import Sequence
 import torch
 from transformers import TrainerCallback
 
-from .api import TwinProvider, combine, default_max_length, encode_texts
+from .api import TwinProvider, combine, default_max_length, encode_texts, twins_statistics
 from .representations import TextStatistics, num_layers, parse_layers, text_statistics
 
 
 class DiffErankCallback(TrainerCallback):
     def __init__(self, trainer, texts: Sequence[str], every_n_steps: int = 500, *, tokenizer=None,
                  m0_seed: int = 0, layers="last", batch_size: int = 16, max_length: int | None = None,
-                 prefix: str = "erank/", at_start: bool = True, losses: bool = True):
+                 prefix: str = "erank/", at_start: bool = True, losses: bool = True, m0_twins: int = 1):
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         if not texts:
@@ -44,8 +45,12 @@ class DiffErankCallback(TrainerCallback):
         self.m0_seed, self.layers_spec, self.batch_size = m0_seed, layers, batch_size
         self.max_length, self.prefix, self.at_start = max_length, prefix, at_start
         self.losses = losses
-        self._m0: TextStatistics | None = None
-        self._m0_checksum = ""
+        if isinstance(m0_twins, bool) or not isinstance(m0_twins, int) or m0_twins < 1:
+            raise ValueError(f"m0_twins must be an integer >= 1, got {m0_twins!r}")
+        self.m0_twins = m0_twins
+        self._m0: list[TextStatistics] | None = None
+        self._m0_seeds: list[int] = []
+        self._m0_checksums: list[str] = []
         self.history: list[tuple[int, dict]] = []
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -67,16 +72,17 @@ class DiffErankCallback(TrainerCallback):
             ids, truncated = encode_texts(self.tokenizer, self.texts, self.max_length or default_max_length(model))
             pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
             if self._m0 is None:
-                twin = TwinProvider(model, self.m0_seed)
-                self._m0 = twin.statistics(ids, self.batch_size, pad_id, layers, losses=self.losses)
-                self._m0_checksum = twin.checksum
-                del twin  # M0 is not needed again: free its memory
+                twins = [TwinProvider(model, self.m0_seed + k) for k in range(self.m0_twins)]
+                self._m0 = twins_statistics(twins, ids, self.batch_size, pad_id, layers, losses=self.losses)
+                self._m0_seeds = [t.seed for t in twins]
+                self._m0_checksums = [t.checksum for t in twins]
+                del twins  # M0 is not needed again: free its memory
             s1 = text_statistics(model, ids, self.batch_size, pad_id, "M1", None, layers, self.losses)
-            result = combine(s1, self._m0, ids, truncated, self.m0_seed, self._m0_checksum)
+            result = combine(s1, self._m0, ids, truncated, self._m0_seeds, self._m0_checksums)
         finally:
             model.train(was_training)
         summary = result.summary()
-        keys = ["diff_erank", "erank_m1", "erank_m0", "erank_ratio", "reduced_loss", "loss_m1"]
+        keys = ["diff_erank", "erank_m1", "erank_m0", "erank_ratio", "reduced_loss", "loss_m1", "erank_m0_twin_sd"]
         keys += [k for k in summary if "_layer" in k]
         logs = {f"{self.prefix}{k}": summary[k] for k in keys if summary.get(k) is not None}
         self.history.append((state.global_step, logs))

@@ -16,6 +16,13 @@ Per document (one gold text), from the ``erank`` response of the model:
 | erank_excluded  | 1 if the text has no eRank        | sum (a count)                      |
 | erank_truncated | 1 if the text was cut at max_length | sum (a count)                    |
 | erank_tokens    | tokens fed (after truncation)     | mean                               |
+| erank_m0_twin_sd| [eRank_M0 per twin] (K > 1 only)  | sd over twins of exp(mean H_M0)    |
+
+With ``m0_twins=K`` (K > 1) every per-doc value that involves M0 carries one entry per twin
+(diff_erank, erank_ratio: [eRank_M0 twin 1..K, eRank_M1]; erank_m0, erank_m0_b, diff_erank_b,
+reduced_loss, loss_m0: one value per twin), the aggregation is the mean over twins of the
+single-twin aggregation, and the stderr covers texts and twins (aggregation.twin_stderr).
+K = 1 gives exactly the single-twin values above.
 
 With the model argument ``layers=``, each extra hidden-state index i adds
 ``diff_erank_layer{i}``, ``erank_m1_layer{i}`` and ``erank_m0_layer{i}`` (aggregated like the
@@ -49,22 +56,48 @@ class MetricSpec:
 _MEAN = (agg.arithmetic_mean, agg.arithmetic_mean_stderr)
 _GEOMEAN = (agg.geometric_mean, agg.geometric_mean_stderr)
 
+
+def _over_twins(kind: str) -> tuple[Callable, Callable]:
+    """(aggregation, stderr) of a metric that involves M0: the mean over twins (K = 1: the
+    single-twin functions, exactly)."""
+
+    def aggregate(items):
+        return agg.twin_aggregate(items, kind)
+
+    def stderr(items, iters=1000):
+        return agg.twin_stderr(items, kind, iters)
+
+    aggregate.__doc__ = f"mean over twins of the single-twin {kind} (aggregation.twin_aggregate)"
+    return aggregate, stderr
+
+
+def _twin_sd(items):
+    return agg.twin_sd(items)
+
+
+def _no_stderr(items, iters=0):
+    """A spread estimated from K values: no stderr is reported."""
+    return "N/A"
+
+
 METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("diff_erank", agg.difference_of_geometric_means, agg.difference_of_geometric_means_stderr, True),
+    MetricSpec("diff_erank", *_over_twins("difference"), True),
     MetricSpec("erank_m1", *_GEOMEAN, False),
-    MetricSpec("erank_m0", *_GEOMEAN, None),
-    MetricSpec("erank_ratio", agg.ratio_of_geometric_means, agg.ratio_of_geometric_means_stderr, False),
-    MetricSpec("diff_erank_b", *_MEAN, True),
+    MetricSpec("erank_m0", *_over_twins("geometric_mean"), None),
+    MetricSpec("erank_ratio", *_over_twins("ratio"), False),
+    MetricSpec("diff_erank_b", *_over_twins("mean"), True),
     MetricSpec("erank_m1_b", *_MEAN, False),
-    MetricSpec("erank_m0_b", *_MEAN, None),
-    MetricSpec("reduced_loss", *_MEAN, True),
+    MetricSpec("erank_m0_b", *_over_twins("mean"), None),
+    MetricSpec("reduced_loss", *_over_twins("mean"), True),
     MetricSpec("loss_m1", *_MEAN, False),
-    MetricSpec("loss_m0", *_MEAN, None),
+    MetricSpec("loss_m0", *_over_twins("mean"), None),
     MetricSpec("erank_excluded", agg.count, agg.count_stderr, False),
     MetricSpec("erank_truncated", agg.count, agg.count_stderr, False),
     MetricSpec("erank_tokens", *_MEAN, None),
 )
 METRIC_NAMES = tuple(m.name for m in METRICS)
+# Reported only with m0_twins=K > 1 (METRIC_NAMES are the metrics of every run).
+TWIN_METRICS: tuple[MetricSpec, ...] = (MetricSpec("erank_m0_twin_sd", _twin_sd, _no_stderr, None),)
 AGGREGATION_PREFIX = "erank_agg_"
 # lm-eval's default --bootstrap_iters is 100,000; 10,000 draws already estimate a standard
 # error to about 0.7% (relative) at a tenth of the cost (lm-eval caps bleu/chrf/ter at 100).
@@ -80,14 +113,27 @@ def _erank_pair(h0, h1) -> tuple[float, float] | None:
     return None if h0 is None or h1 is None else (math.exp(h0), math.exp(h1))
 
 
+def _erank_twins(h0, h1) -> tuple[list[float], float] | None:
+    """([eRank_M0 per twin], eRank_M1) from entropies, h0 a list over K > 1 twins; None unless
+    every one is defined."""
+    values = [_finite_or_none(h) for h in [*h0, h1]]
+    if any(v is None for v in values):
+        return None
+    eranks = [math.exp(v) for v in values]
+    return eranks[:-1], eranks[-1]
+
+
 def per_document_values(response: Mapping[str, object]) -> dict[str, object]:
     """Map one ``erank`` response (entropy_m1/m0 in nats, loss_m1/m0, n_tokens, truncated,
     optional layers {i: {entropy_m1, entropy_m0}}) to the per-doc metric values.
 
+    With K > 1 twins the response's M0 values are lists over twins (see the table above).
     Undefined quantities arrive as None (or NaN from the pure layers) and leave as None.
     Without loss keys (``losses=false``) the loss metrics are left out, so lm-eval does not
     report them.
     """
+    if isinstance(response["entropy_m0"], (list, tuple)):
+        return _per_document_values_twins(response)
     pair = _erank_pair(response["entropy_m0"], response["entropy_m1"])
     e0, e1 = pair if pair else (None, None)
     values = {
@@ -114,6 +160,38 @@ def per_document_values(response: Mapping[str, object]) -> dict[str, object]:
     return values
 
 
+def _per_document_values_twins(response: Mapping[str, object]) -> dict[str, object]:
+    """:func:`per_document_values` for K > 1 twins: a text counts only where M1 and every twin
+    define its eRank (and, for the M0 loss metrics, every twin its loss)."""
+    twins = _erank_twins(response["entropy_m0"], response["entropy_m1"])
+    e0, e1 = twins if twins else (None, None)
+    values = {
+        "diff_erank": [*e0, e1] if twins else None,
+        "erank_m1": e1,
+        "erank_m0": e0,
+        "erank_ratio": [*e0, e1] if twins else None,
+        "diff_erank_b": [x - e1 for x in e0] if twins else None,
+        "erank_m1_b": e1,
+        "erank_m0_b": e0,
+        "erank_m0_twin_sd": e0,
+    }
+    if "loss_m1" in response:
+        l1 = _finite_or_none(response["loss_m1"])
+        l0 = [_finite_or_none(x) for x in response["loss_m0"]]
+        l0 = None if any(x is None for x in l0) else l0
+        values["reduced_loss"] = [x - l1 for x in l0] if l1 is not None and l0 is not None else None
+        values["loss_m1"], values["loss_m0"] = l1, l0
+    values["erank_excluded"] = 0 if twins else 1
+    values["erank_truncated"] = int(bool(response["truncated"]))
+    values["erank_tokens"] = int(response["n_tokens"])
+    for layer, entropies in (response.get("layers") or {}).items():
+        layer_twins = _erank_twins(entropies["entropy_m0"], entropies["entropy_m1"])
+        values[f"diff_erank_layer{layer}"] = [*layer_twins[0], layer_twins[1]] if layer_twins else None
+        values[f"erank_m1_layer{layer}"] = layer_twins[1] if layer_twins else None
+        values[f"erank_m0_layer{layer}"] = layer_twins[0] if layer_twins else None
+    return values
+
+
 LAYER_METRIC = re.compile(r"^(diff_erank|erank_m1|erank_m0)_layer\d+$")
 
 
@@ -123,7 +201,7 @@ def layer_metric_base(name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def metric_list_entries(specs: tuple[MetricSpec, ...] = METRICS) -> list[dict]:
+def metric_list_entries(specs: tuple[MetricSpec, ...] = METRICS + TWIN_METRICS) -> list[dict]:
     """``metric_list`` entries (as in a task YAML) for ``specs`` (default: every eRank metric)."""
     return [
         {"metric": m.name, "aggregation": AGGREGATION_PREFIX + m.name, "higher_is_better": m.higher_is_better}
@@ -140,7 +218,7 @@ def register() -> None:
     import lm_eval.api.metrics as lm_metrics  # noqa: F401  (loads the built-ins first)
     import lm_eval.evaluator_utils as evaluator_utils
 
-    register_specs(METRICS)
+    register_specs(METRICS + TWIN_METRICS)
     if not getattr(evaluator_utils.stderr_for_metric, "_erank_aware", False):
         evaluator_utils.stderr_for_metric = _erank_aware_stderr(evaluator_utils.stderr_for_metric)
         lm_metrics.stderr_for_metric = evaluator_utils.stderr_for_metric

@@ -11,7 +11,7 @@ from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
 from . import __version__
-from .api import TwinProvider, encode_texts, pair_statistics
+from .api import encode_texts, make_twins, pair_statistics
 from .m0_cache import default_directory
 from .representations import NonFiniteModelOutputError, num_layers, parse_layers, text_statistics
 from .twin import check_twin_buildable, check_twin_supported, validate_seed
@@ -20,6 +20,14 @@ logger = logging.getLogger("lm_eval.erank.model")
 
 _OFF = {"off", "none", "false", "0", ""}
 _BOOLEANS = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
+
+
+def parse_twins(value: int | str) -> int:
+    """m0_twins: an integer >= 1 (digits as text accepted)."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise ValueError(f"m0_twins must be an integer >= 1, got {value!r}")
+    return int(text)
 
 
 def parse_bool(name: str, value: bool | str) -> bool:
@@ -51,16 +59,20 @@ class ErankHFLM(HFLM):
         losses: ``true`` (default) also computes the token losses of M1 and M0 (metrics
             reduced_loss, loss_m1, loss_m0); ``false`` leaves them out and skips the LM head
             (about a third of the erank requests' work at a GPT-2-small shape on a CPU).
+        m0_twins: K (default 1), the number of random twins, seeds m0_seed .. m0_seed + K - 1,
+            run one after another (one resident beside M1): every value involving M0 is the
+            mean over twins, its stderr covers texts and twins, and erank_m0_twin_sd is reported.
 
     The loglikelihood and generation paths are HFLM's, untouched.
     """
 
-    OWN_ARGUMENTS = ("m0_seed", "m0_device", "m0_swap", "layers", "m0_cache", "losses")
+    OWN_ARGUMENTS = ("m0_seed", "m0_device", "m0_swap", "layers", "m0_cache", "losses", "m0_twins")
 
     def __init__(self, *args, m0_seed: int | str | None = None, m0_device: str | None = None,
                  m0_swap: bool | str = False, layers: str = "last", m0_cache: str | None = None,
-                 losses: bool | str = True, **kwargs) -> None:
+                 losses: bool | str = True, m0_twins: int | str = 1, **kwargs) -> None:
         seed = validate_seed(torch.initial_seed() if m0_seed is None else m0_seed)
+        n_twins = parse_twins(m0_twins)
         self.losses = parse_bool("losses", losses)
         self.m0_swap = parse_bool("m0_swap", m0_swap)
         if self.m0_swap and m0_device is not None:  # before the (slow) model load; TwinProvider checks it too
@@ -81,16 +93,22 @@ class ErankHFLM(HFLM):
         self.layers = parse_layers(str(layers), num_layers(self.model))
         self._use_cpu_processes_as_data_parallel_ranks()
         cache_dir = default_directory() if m0_cache is None else None if str(m0_cache).lower() in _OFF else m0_cache
-        self.twin = TwinProvider(self.model, seed, device=m0_device, cache_dir=cache_dir, swap=self.m0_swap)
+        self.twins = make_twins(self.model, seed, n_twins, device=m0_device, cache_dir=cache_dir, swap=self.m0_swap)
+        self.twin = self.twins[0]
         self.erank_auto_batch_size: int | None = None
         if self.m0_swap:
             check_twin_buildable(self.model)  # the architecture only: M0 is built when its turn comes
             return
         # Built now, even when the cache may hold every result: a twin that cannot be built
         # (no memory, a config that does not re-instantiate) fails before any request runs.
+        # (With K > 1 twins the others are built in turn during the erank pass.)
         self.twin.model  # noqa: B018
         if self.world_size > 1:
             self._check_same_m0_on_every_rank()
+
+    @property
+    def m0_twins(self) -> int:
+        return len(self.twins)
 
     @property
     def m0(self):
@@ -116,8 +134,10 @@ class ErankHFLM(HFLM):
             logger.info("erank: data parallel over %d CPU processes (rank %d)", self._world_size, self._rank)
 
     def _check_same_m0_on_every_rank(self) -> None:
+        """Every rank's twins are identical (after an erank pass: every twin; before: the first)."""
         checksums = [None] * self.world_size
-        torch.distributed.all_gather_object(checksums, self.m0_checksum)
+        mine = [t.known_checksum for t in self.twins] if len(self.twins) > 1 else self.m0_checksum
+        torch.distributed.all_gather_object(checksums, mine)
         if len(set(checksums)) != 1:
             raise RuntimeError(
                 f"the random twin M0 differs between data-parallel ranks ({checksums}); "
@@ -145,16 +165,24 @@ class ErankHFLM(HFLM):
         self._warn_truncated(requests, truncated)
         batch_size = self._erank_batch_size(max(len(t) for t in ids))
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        with tqdm(total=2 * len(ids), desc="Running erank requests", disable=disable_tqdm or self.rank != 0) as bar:
+        # One pass over the documents per model: the bar counts documents and names the model.
+        with tqdm(total=len(ids), desc="Running erank requests", unit="doc",
+                  disable=disable_tqdm or self.rank != 0) as bar:
+
+            def progress(label: str):
+                bar.reset(total=len(ids))
+                bar.set_description(f"Running erank requests, {label}")
+                return bar.update
+
             try:
-                result = pair_statistics(self.model, self.twin, ids, truncated, batch_size, pad_id,
-                                         self.layers, progress=bar.update, losses=self.losses)
+                result = pair_statistics(self.model, self.twins, ids, truncated, batch_size, pad_id,
+                                         self.layers, progress=progress, losses=self.losses)
             except NonFiniteModelOutputError as err:
                 req = requests[err.text_index]
                 raise NonFiniteModelOutputError(
                     f"task {req.task_name}, doc {req.doc_id}: {err}", text_index=err.text_index
                 ) from None
-        if self.m0_swap and self.world_size > 1:  # M0 was first built in this pass
+        if (self.m0_swap or len(self.twins) > 1) and self.world_size > 1:  # twins were built in this pass
             self._check_same_m0_on_every_rank()
         return [
             {key: value for key, value in row.items() if key != "layers" or value}
@@ -188,7 +216,7 @@ class ErankHFLM(HFLM):
 
         # With m0_swap one model is resident at a time; M0 has M1's architecture and needs
         # the same memory, so probing M1 alone suffices (and does not build M0 beside it).
-        models = (self.model,) if self.m0_swap else (self.model, self.m0)
+        models = (self.model,) if self.m0_swap else (self.model, self.m0)  # one twin is resident at a time
 
         @find_executable_batch_size(starting_batch_size=self.max_batch_size)
         def probe(batch_size: int) -> int:
@@ -210,6 +238,9 @@ class ErankHFLM(HFLM):
             {
                 "erank_m0_seed": self.m0_seed,
                 "erank_m0_checksum": self.twin.known_checksum if self.m0_swap else self.m0_checksum,
+                "erank_m0_twins": len(self.twins),
+                "erank_m0_seeds": [t.seed for t in self.twins],
+                "erank_m0_checksums": [t.known_checksum for t in self.twins],
                 "erank_m0_device": str(self.twin.device or next(self.model.parameters()).device),
                 "erank_dtype": str(self.model.dtype),
                 "erank_layers": list(self.layers),

@@ -9,7 +9,9 @@
 4. gives models without an ``erank`` / ``erank_multimodal`` method a clear error naming the
    model that serves it;
 5. makes lm-eval's result and sample writers finish their file before a Ctrl-C takes effect,
-   so an interrupted run leaves no truncated output file.
+   so an interrupted run leaves no truncated output file;
+6. gives each logged sample of an erank task the ``erank`` response as JSON
+   (``erank_response``): lm-eval writes every raw response as its Python repr string.
 """
 
 from __future__ import annotations
@@ -87,6 +89,34 @@ def _uninterruptible(method):
     return wrapper
 
 
+ERANK_RESPONSE_KEY = "erank_response"
+
+
+def erank_response(sample: dict) -> dict | None:
+    """The ``erank`` request's response among a logged sample's ``resps`` (None if it has none)."""
+    for responses in sample.get("resps") or []:
+        for response in responses if isinstance(responses, (list, tuple)) else [responses]:
+            if isinstance(response, dict) and "entropy_m1" in response:
+                return response
+    return None
+
+
+def _with_erank_responses(method):
+    """Before lm-eval stringifies ``resps``, copy the erank response (plain numbers) to
+    ``sample["erank_response"]``, so the sample file holds it as JSON."""
+
+    @functools.wraps(method)
+    def wrapper(self, task_name, samples, *args, **kwargs):
+        for sample in samples:
+            response = erank_response(sample)
+            if response is not None:
+                sample[ERANK_RESPONSE_KEY] = response
+        return method(self, task_name, samples, *args, **kwargs)
+
+    wrapper._erank_responses = True
+    return wrapper
+
+
 def register() -> None:
     global _registered
     if _registered:
@@ -109,6 +139,8 @@ def register() -> None:
     for request_type in REQUEST_SERVERS:
         if not hasattr(LM, request_type):
             setattr(LM, request_type, _missing_request(request_type))
+    if not getattr(EvaluationTracker.save_results_samples, "_erank_responses", False):
+        EvaluationTracker.save_results_samples = _with_erank_responses(EvaluationTracker.save_results_samples)
     for name in ("save_results_aggregated", "save_results_samples"):
         method = getattr(EvaluationTracker, name)
         if not getattr(method, "_uninterruptible", False):

@@ -31,7 +31,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 from lm_eval.tasks._yaml_loader import load_yaml
 
-from .metrics import METRIC_NAMES, layer_metric_base, metric_list_entries, per_document_values
+from .metrics import METRIC_NAMES, TWIN_METRICS, layer_metric_base, metric_list_entries, per_document_values
 
 ERANK_REQUEST = "erank"
 LM_EVAL_TASKS_DIR = Path(lm_eval.tasks.__file__).parent
@@ -60,7 +60,8 @@ def merged_config(config: dict[str, Any]) -> dict[str, Any]:
         merged.setdefault("doc_to_target", "")
         metric_list = []
     else:
-        metric_list = [m for m in (merged.get("metric_list") or []) if m["metric"] not in METRIC_NAMES]
+        ours = set(METRIC_NAMES) | {m.name for m in TWIN_METRICS}
+        metric_list = [m for m in (merged.get("metric_list") or []) if m["metric"] not in ours]
     merged["metric_list"] = metric_list + metric_list_entries()
     return merged
 

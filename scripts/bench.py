@@ -19,7 +19,10 @@ here, on this machine:
     saving a sweep over checkpoints of one architecture gets from the second checkpoint on);
 (g) memory: M1 + M0 over all texts with both resident (default) and with ``m0_swap=true``
     (one model resident at a time): time, and on CUDA the peak device memory of each against
-    the weights of M1 + M0.
+    the weights of M1 + M0;
+(h) with ``--twins K``: the ``erank_piqa`` / ``piqa`` harness time ratio with one random twin
+    and with K twins (``m0_twins=K``, run one after another), best of ``--repeats``
+    (``--twins-only`` runs just the setup and (h)).
 
 Models are built from configs (no downloads), saved to a temporary directory and loaded with
 ``pretrained=<dir>`` as a user would. Texts are the gold texts of the erank tasks on real
@@ -82,6 +85,8 @@ TOKENIZER_VOCAB = 8192
 SHAPES = {
     "small": ("gpt2", {"n_embd": 256, "n_layer": 4, "n_head": 4, "n_positions": 1024, "vocab_size": None}),
     "gpt2-small": ("gpt2", {"n_embd": 768, "n_layer": 12, "n_head": 12, "n_positions": 1024, "vocab_size": 50257}),
+    "opt-125m": ("opt", {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "ffn_dim": 3072,
+                         "word_embed_proj_dim": 768, "max_position_embeddings": 2048, "vocab_size": 50272}),
     "opt-1.3b": ("opt", {"hidden_size": 2048, "num_hidden_layers": 24, "num_attention_heads": 32, "ffn_dim": 8192,
                          "word_embed_proj_dim": 2048, "max_position_embeddings": 2048, "vocab_size": 50272}),
 }
@@ -111,8 +116,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clock", default="wall", choices=sorted(CLOCKS),
                         help="wall: elapsed time; cpu: this process's CPU time (user + sys, all threads), "
                              "steadier when other processes share the cores (CPU runs only)")
+    parser.add_argument("--twins", type=int, default=None,
+                        help="(h): also time erank_piqa with m0_twins=K against piqa, beside K = 1")
+    parser.add_argument("--twins-only", action="store_true", help="run only the setup and (h) (needs --twins)")
     parser.add_argument("--out", default="bench.json")
     args = parser.parse_args(argv)
+    if args.twins_only and not args.twins:
+        parser.error("--twins-only needs --twins K")
     args.batch_size = args.batch_size or (32 if args.device == "cuda" else 16)
     args.dtype = args.dtype or ("bfloat16" if args.device == "cuda" else "float32")
     if args.ref_texts is None and args.device == "cuda":
@@ -404,6 +414,32 @@ def time_harness(hf_lm, erank_lm, task_manager, repeats: int) -> dict:
     return rows
 
 
+def time_twins(hf_lm, erank_lm, model_dir: Path, args: argparse.Namespace, task_manager) -> dict:
+    """(h) erank_piqa / piqa harness time with one twin and with ``args.twins`` twins (M0 cache off),
+    interleaved, best of ``args.repeats`` after a warm-up on 4 docs."""
+    twins_lm = make_lm("hf-erank", model_dir, args, args.batch_size, m0_twins=args.twins)
+    lms = {"standard": (hf_lm, f"{TASK_PREFIX}_piqa"), "twins_1": (erank_lm, f"{TASK_PREFIX}_erank_piqa"),
+           f"twins_{args.twins}": (twins_lm, f"{TASK_PREFIX}_erank_piqa")}
+    for lm, task in lms.values():
+        evaluate(lm, task, task_manager, limit=4)
+    runs = {name: [] for name in lms}
+    for _ in range(args.repeats):
+        for name, (lm, task) in lms.items():
+            runs[name].append(evaluate(lm, task, task_manager))
+    best = {name: min(run[0] for run in runs[name]) for name in lms}
+    metrics = {name: min(runs[name], key=lambda run: run[0])[1] for name in lms}
+    out = {"twins": args.twins, "seconds": best, "runs_s": {n: [r[0] for r in runs[n]] for n in lms}}
+    for name in lms:
+        if name != "standard":
+            out[f"ratio_{name}"] = best[name] / best["standard"]
+            out[f"diff_erank_{name}"] = metrics[name].get("diff_erank,none")
+            out[f"diff_erank_stderr_{name}"] = metrics[name].get("diff_erank_stderr,none")
+    out["erank_m0_twin_sd"] = metrics[f"twins_{args.twins}"].get("erank_m0_twin_sd,none")
+    del twins_lm
+    gc.collect()
+    return out
+
+
 # ---- (d) building M0 vs loading M1 ---------------------------------------------------------------
 
 def time_twin_build(erank_lm, model_dir: Path, args: argparse.Namespace) -> dict:
@@ -646,6 +682,12 @@ def swap_line(swap: dict) -> str:
                    f"{swap['swap_peak_over_weights']:.2f}x of M1 + M0)")
 
 
+def twins_line(twins: dict) -> str:
+    k = twins["twins"]
+    return (f"(h) erank_piqa / piqa harness time: 1 twin {twins['ratio_twins_1']:.2f}x, {k} twins "
+            f"{twins[f'ratio_twins_{k}']:.2f}x (piqa {twins['seconds']['standard']:.2f} s)")
+
+
 def print_table(report: dict) -> None:
     """The figures as a readable plain-text table."""
     m, ours, ref = report["machine"], report["ours_all_texts"], report["reference"]
@@ -706,6 +748,7 @@ def print_table(report: dict) -> None:
         f"full {cache['warm_s']:.2f} s: saving {100 * cache['saving']:.0f}% per later checkpoint "
         f"(cached = fresh to {cache['max_abs_diff_cached_vs_fresh']:.1e} nats, {cache['cache_bytes'] / 1024:.0f} KiB on disk)",
         swap_line(report["m0_swap"]),
+        *([twins_line(report["twins"])] if "twins" in report else []),
         "",
         "verdicts: " + ", ".join(f"{k} {'PASS' if v else 'MISS'}" for k, v in report["verdicts"].items()),
         f"script wall time: {report['script_wall_s']:.1f} s",
@@ -748,6 +791,14 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = tmp / "model"
         hf_lm = make_lm("hf", model_dir, args, args.batch_size)
         erank_lm = make_lm("hf-erank", model_dir, args, args.batch_size)
+        if args.twins_only:
+            stage("twins", f"(h) erank_piqa / piqa with 1 and {args.twins} twins, best of {args.repeats}")
+            report["twins"] = time_twins(hf_lm, erank_lm, model_dir, args, task_manager)
+            stage("end", "done")
+            print(twins_line(report["twins"]))
+            Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+            print(f"wrote {args.out}")
+            return 0
         token_ids, owners = gold_token_ids(erank_lm, task_manager)
         report["mean_tokens"] = statistics.mean(len(t) for t in token_ids)
         report["texts_per_task"] = {t: owners.count(t) for t in TASKS}
@@ -783,6 +834,9 @@ def main(argv: list[str] | None = None) -> int:
         report["m0_cache"] = time_m0_cache(erank_lm, token_ids, args.batch_size, tmp / "m0_cache")
         stage("m0_swap", "(g) memory: both models resident vs m0_swap=true")
         report["m0_swap"] = time_m0_swap(erank_lm, model_dir, args, token_ids)
+        if args.twins:
+            stage("twins", f"(h) erank_piqa / piqa with 1 and {args.twins} twins, best of {args.repeats}")
+            report["twins"] = time_twins(hf_lm, erank_lm, model_dir, args, task_manager)
     stage("end", "done")
     report["verdicts"] = verdicts(report)
     report["targets"] = TARGETS

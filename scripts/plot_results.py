@@ -14,8 +14,14 @@ is one model (one point per file). Writes, and prints the paths of:
   ``layers=``): ``diff_erank_layer{i}`` (and, at i = L, the unsuffixed ``diff_erank``) against the hidden-state index i (0 = embeddings,
   i = output of block i, L = the LM head's input), one line per model, and the two eRanks
   ``erank_m1_layer{i}`` / ``erank_m0_layer{i}`` beside it when present;
-- ``DIR/table.md``: one row per (model, task) with size, acc, Diff-eRank +- stderr, the two
-  eRanks, the reduced loss and ``erank_ratio`` when present.
+- ``DIR/table.md``: one row per (model, task) with size, the number of random twins, acc,
+  Diff-eRank +- stderr, the two eRanks, the reduced loss and ``erank_ratio`` when present.
+
+Random twins (``config.erank_m0_twins``, model argument ``m0_twins``): with K > 1 twins the
+values are twin means and their stderr covers the texts and the twin draw (the combined error
+bar); a single-twin result's stderr covers the texts only (the twin draw cannot be estimated from
+one twin). Single-twin points of the eRank / loss panels are drawn with open markers, and the
+table's ``twins`` column says 1.
 
 A metric that is ``null`` (every text of the task was excluded, e.g. all shorter than two
 tokens) is left out of the plots with a note on stderr and shown as ``n/a`` in the table;
@@ -67,6 +73,9 @@ class Run:
     n_docs: dict[str, int] = field(default_factory=dict)
     # L, the LM head's input: its values are the unsuffixed metrics (config.erank_last_layer).
     last_layer: int | None = None
+    # K random twins (config.erank_m0_twins; 1 for results written before m0_twins existed;
+    # None when the results carry no eRank configuration).
+    twins: int | None = None
 
     def value(self, task: str, metric: str):
         """(value, stderr); value is None when absent, NULL when null."""
@@ -116,8 +125,11 @@ def parse_run(path: Path, label: str | None = None) -> Run:
     size = data.get("config", {}).get("model_num_parameters")
     size = int(size) if isinstance(size, (int, float)) and not isinstance(size, bool) and size > 0 else None
     last = data.get("config", {}).get("erank_last_layer")
+    config = data.get("config", {})
+    twins = config.get("erank_m0_twins", 1 if "erank_m0_seed" in config else None)
     run = Run(path=Path(path), label=label or "", model=model, size=size,
-              last_layer=last if isinstance(last, int) and not isinstance(last, bool) else None)
+              last_layer=last if isinstance(last, int) and not isinstance(last, bool) else None,
+              twins=twins if isinstance(twins, int) and not isinstance(twins, bool) else None)
     for task, row in data["results"].items():
         metrics = {}
         for key, raw in row.items():
@@ -214,7 +226,7 @@ def fmt_size(size: int | None) -> str:
 def table_markdown(runs: list[Run], tasks: list[str]) -> str:
     metrics = [(m, title) for m, title in TABLE_METRICS
                if m != "erank_ratio" or any("erank_ratio" in r.tasks.get(t, {}) for r in runs for t in tasks)]
-    header = ["model", "task", "params", "n"] + [
+    header = ["model", "task", "params", "n", "twins"] + [
         f"{title} ± stderr" if m in WITH_STDERR else title for m, title in metrics
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
@@ -224,7 +236,8 @@ def table_markdown(runs: list[Run], tasks: list[str]) -> str:
         for task in tasks:
             if task not in run.tasks:
                 continue
-            cells = [run.label, task, fmt_size(run.size), str(run.n_docs.get(task, "-"))]
+            cells = [run.label, task, fmt_size(run.size), str(run.n_docs.get(task, "-")),
+                     str(run.twins) if run.twins else "-"]
             for m, _ in metrics:
                 value, stderr = run.value(task, m)
                 any_null |= value is NULL
@@ -234,6 +247,10 @@ def table_markdown(runs: list[Run], tasks: list[str]) -> str:
     if any_null:
         text += "\nn/a: every text of the task was excluded (fewer than 2 tokens), so it has no eRank.\n"
     text += "\n-: not reported for this task.\n"
+    if any(r.twins == 1 for r in runs):
+        text += ("\ntwins 1: one random twin M0; its ± covers the texts only, not the twin draw, which cannot be "
+                 "estimated from one twin (use the model argument m0_twins=3 or more to compare across "
+                 "architectures). twins K > 1: twin means, ± over texts and twins.\n")
     return text
 
 
@@ -255,7 +272,7 @@ def _safe(name: str) -> str:
 
 
 def _points(runs: list[Run], task: str, metric: str, notes: list[str]):
-    """Sorted (size, value, stderr, label) of the runs with a numeric value and a size."""
+    """Sorted (size, value, stderr, label, twins) of the runs with a numeric value and a size."""
     points = []
     for run in runs:
         value, stderr = run.value(task, metric)
@@ -267,8 +284,18 @@ def _points(runs: list[Run], task: str, metric: str, notes: list[str]):
         if run.size is None:
             notes.append(f"{run.label} / {task}: no config.model_num_parameters; left out of the size plot")
             continue
-        points.append((run.size, value, stderr, run.label))
+        points.append((run.size, value, stderr, run.label, run.twins))
     return sorted(points, key=lambda p: p[0])
+
+
+def mark_single_twin(ax, points, color, metric: str) -> None:
+    """Open markers on single-twin points of a metric that involves M0 (their bar covers the texts only)."""
+    if "acc" in metric:
+        return
+    single = [p for p in points if p[4] == 1]
+    if single:
+        ax.plot([p[0] for p in single], [p[1] for p in single], "o", mfc="white", mec=color, ms=6, zorder=3,
+                label="one twin: bar = texts only")
 
 
 def _draw_size_panel(ax, points, color, ylabel):
@@ -276,7 +303,8 @@ def _draw_size_panel(ax, points, color, ylabel):
     ys = [p[1] for p in points]
     errs = [p[2] if p[2] is not None else 0.0 for p in points]
     ax.errorbar(xs, ys, yerr=errs, fmt="o-", color=color, ecolor=color, capsize=4, lw=1.5, ms=6)
-    for x, y, _, label in points:
+    mark_single_twin(ax, points, color, ylabel)
+    for x, y, _, label, _ in points:
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 6), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("model parameters (log scale)")
@@ -307,7 +335,8 @@ def plot_task_vs_size(plt, runs, task, out: Path, notes) -> Path | None:
             ax.set_xticks([])
             ax.set_yticks([])
         ax.set_title(f"{title}")
-    fig.suptitle(f"{task}: metrics against model size (error bars: stderr)")
+    fig.suptitle(f"{task}: metrics against model size (error bars: stderr over texts and twins; "
+                 "open markers: one twin, texts only)")
     fig.tight_layout()
     path = out / f"{_safe(task)}.png"
     fig.savefig(path, dpi=110)
@@ -325,9 +354,10 @@ def plot_diff_erank_overview(plt, runs, tasks, out: Path, notes) -> Path | None:
         ax.errorbar([p[0] for p in points], [p[1] for p in points],
                     yerr=[p[2] if p[2] is not None else 0.0 for p in points],
                     fmt="o-", capsize=4, label=task)
+        mark_single_twin(ax, points, ax.lines[-1].get_color(), "diff_erank")
     labelled = {}
     for _, points in series:
-        for x, y, _, label in points:
+        for x, y, _, label, _ in points:
             if x not in labelled or y > labelled[x][0]:
                 labelled[x] = (y, label)
     for x, (y, label) in labelled.items():
@@ -381,7 +411,8 @@ def plot_layers(plt, runs, task, out: Path, notes) -> Path | None:
         color = colors[k % len(colors)]
         ax.errorbar([s[0] for s in series], [s[1] for s in series],
                     yerr=[s[2] if s[2] is not None else 0.0 for s in series],
-                    fmt="o-", capsize=3, color=color, label=run.label)
+                    fmt="o-", capsize=3, color=color, mfc="white" if run.twins == 1 else color,
+                    label=run.label + (" (one twin: bars = texts only)" if run.twins == 1 else ""))
     ax.set_xlabel("hidden-state index (0 = embeddings, L = LM-head input)")
     ax.set_ylabel("Diff-eRank")
     ax.set_title(f"{task}: Diff-eRank per layer")

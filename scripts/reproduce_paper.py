@@ -175,6 +175,8 @@ def slug(name: str) -> str:
 
 def build_command(args, source: str, run_tasks: list[str], output: Path, passthrough: list[str]) -> list[str]:
     model_args = f"pretrained={source},dtype={args.dtype}"
+    if args.m0_twins != 1:
+        model_args += f",m0_twins={args.m0_twins}"
     if args.extra_model_args:
         model_args += "," + args.extra_model_args.strip(",")
     command = [args.python, "-m", "lm_eval_erank", "--model", "hf-erank", "--model_args", model_args,
@@ -273,6 +275,9 @@ def compare(models, tasks, results: dict[str, dict | None], sources: dict[str, s
             row = (data or {}).get("results", {}).get(run_task)
             record = {"model": name, "source": sources[name], "task": task, "run_task": run_task}
             size = (data or {}).get("config", {}).get("model_num_parameters")
+            record["m0_twins"] = (data or {}).get("config", {}).get("erank_m0_twins", 1 if data else None)
+            if row is not None and isinstance(row.get("erank_m0_twin_sd,none"), (int, float)):
+                record["erank_m0_twin_sd"] = row["erank_m0_twin_sd,none"]
             n = (data or {}).get("n-samples", {}).get(run_task, {}).get("effective")
             cells = [name, f"{size:,}" if isinstance(size, int) else "-", str(n) if n is not None else "-"]
             record.update(params=size, n=n)
@@ -298,6 +303,13 @@ def compare(models, tasks, results: dict[str, dict | None], sources: dict[str, s
     if any_null:
         lines += ["", "n/a: every text of the task was excluded (fewer than 2 tokens), so it has no eRank."]
     lines += ["", "Ours: value ± stderr (lm-eval-erank); paper: as published; -: not reported."]
+    twins = sorted({r["m0_twins"] for r in rows if r.get("m0_twins")})
+    if twins == [1]:
+        lines += ["One random twin per model (m0_twins=1): the ± covers the texts only, not the twin draw, "
+                  "which moves Diff-eRank across architectures (README, 'The random twin's draw'); "
+                  "use --m0-twins 3 or more to include it."]
+    elif twins:
+        lines += [f"m0_twins = {', '.join(map(str, twins))}: values are twin means; the ± covers texts and twins."]
     return "\n".join(lines) + "\n", rows
 
 
@@ -320,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32", help="model dtype (default float32, as the paper)")
     parser.add_argument("--extra_model_args", "--extra-model-args", default="",
                         help="appended to --model_args, e.g. m0_device=cuda:1")
+    parser.add_argument("--m0-twins", "--m0_twins", type=int, default=1,
+                        help="random twins per model (model argument m0_twins; default 1): the values are twin "
+                             "means and their stderr covers the twin draw (README, 'The random twin's draw')")
     parser.add_argument("--out", default="paper_run", help="output directory (default paper_run)")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs the harness")
     parser.add_argument("--dry-run", "--dry_run", action="store_true", help="print the commands only")

@@ -260,3 +260,103 @@ def test_ratio_of_geometric_means_and_its_bootstrap_stderr():
     se = agg.ratio_of_geometric_means_stderr(pairs, iters=2000)
     assert se == pytest.approx(delta, rel=0.1)
     assert agg.ratio_of_geometric_means([None]) is None and agg.ratio_of_geometric_means_stderr([None]) == "N/A"
+
+
+# ------------------------------------------------------------------ K random twins
+
+
+def twin_items(seed: int, n: int, k: int, paired: bool) -> list[list[float]]:
+    """Per-doc rows [x_1..x_K] (or [a_1..a_K, b]) of positive values with a per-twin offset."""
+    rng = np.random.default_rng(seed)
+    h0 = 3.0 + rng.normal(0, 0.05, (1, k)) + rng.normal(0, 0.3, (n, 1)) + rng.normal(0, 0.05, (n, k))
+    rows = np.exp(h0)
+    if paired:
+        rows = np.concatenate([rows, np.exp(2.5 + rng.normal(0, 0.3, (n, 1)))], axis=1)
+    return rows.tolist()
+
+
+@pytest.mark.parametrize("kind", ["mean", "geometric_mean", "difference", "ratio"])
+def test_one_twin_is_exactly_the_single_twin_aggregation(kind):
+    single = {"mean": (agg.arithmetic_mean, agg.arithmetic_mean_stderr),
+              "geometric_mean": (agg.geometric_mean, agg.geometric_mean_stderr),
+              "difference": (agg.difference_of_geometric_means, agg.difference_of_geometric_means_stderr),
+              "ratio": (agg.ratio_of_geometric_means, agg.ratio_of_geometric_means_stderr)}[kind]
+    paired = kind in ("difference", "ratio")
+    items = with_nones([row if paired else row[0] for row in twin_items(0, 40, 1, paired)], 1, 3)
+    assert agg.twin_aggregate(items, kind) == single[0](items)  # bit for bit
+    assert agg.twin_stderr(items, kind, 500) == single[1](items, 500)
+    assert agg.twin_sd(items if not paired else [r[:1] for r in items if r]) is None
+
+
+@pytest.mark.parametrize("kind", ["mean", "geometric_mean", "difference", "ratio"])
+def test_k_twins_value_is_the_mean_of_single_twin_values(kind):
+    paired = kind in ("difference", "ratio")
+    items = with_nones(twin_items(2, 30, 4, paired), 3, 2)
+    present = [r for r in items if r is not None]
+    singles = []
+    for k in range(4):
+        column = [[r[k], r[-1]] for r in present] if paired else [r[k] for r in present]
+        singles.append(agg.twin_aggregate(column, kind))
+    assert agg.twin_aggregate(items, kind) == pytest.approx(np.mean(singles), rel=1e-12)
+    assert agg.twin_values(items, kind) == pytest.approx(singles, rel=1e-12)
+    if not paired:
+        assert agg.twin_sd(items, kind) == pytest.approx(np.std(singles, ddof=1), rel=1e-12)
+    text_var, twin_var = agg.twin_variance_parts(items, kind, 500)
+    assert agg.twin_stderr(items, kind, 500) == pytest.approx(math.sqrt(text_var + twin_var), rel=1e-12)
+    assert twin_var <= np.var(singles, ddof=1) / 4
+
+
+def _simulate(kind: str, seed: int, reps: int, n: int, k: int, sd_twin: float, sd_text: float,
+              sd_inter: float, iters: int = 200):
+    """Coverage of the K-twin interval and of a texts-only interval, and mean(stderr^2) / MSE,
+    over ``reps`` data sets drawn from a model whose true value is known.
+
+    Per text i and twin k (log scale for the eRank kinds): x_ik = m0 + u_k + t_i + e_ik with a
+    twin offset u_k ~ N(0, sd_twin), a text effect t_i ~ N(0, sd_text) shared by the twins and
+    M1 (M1: m1 + 0.8 t_i + d_i), and text x twin noise e_ik, d_i ~ N(0, sd_inter). The target
+    is the population value averaged over twin draws: for ``mean`` m0, for ``difference``
+    E exp(m0 + u) - exp(m1) = exp(m0 + sd_twin^2 / 2) - exp(m1).
+    """
+    rng = np.random.default_rng(seed)
+    m0, m1 = 3.0, 2.6
+    x0 = m0 + rng.normal(0, sd_twin, (reps, 1, k)) + (t := rng.normal(0, sd_text, (reps, n, 1))) \
+        + rng.normal(0, sd_inter, (reps, n, k))
+    x1 = m1 + 0.8 * t + rng.normal(0, sd_inter, (reps, n, 1))
+    if kind == "mean":
+        data, truth = x0, m0
+    else:
+        data, truth = np.exp(np.concatenate([x0, x1], axis=2)), math.exp(m0 + sd_twin**2 / 2) - math.exp(m1)
+    covered = covered_texts_only = 0
+    squared_se, squared_error = [], []
+    for rows in data:
+        items = rows.tolist()
+        value = agg.twin_aggregate(items, kind)
+        text_var, twin_var = agg.twin_variance_parts(items, kind, iters)
+        covered += abs(value - truth) <= agg.twin_interval_halfwidth(text_var, twin_var, k)
+        covered_texts_only += abs(value - truth) <= 1.96 * math.sqrt(text_var)
+        squared_se.append(text_var + twin_var)
+        squared_error.append((value - truth) ** 2)
+    return covered / reps, covered_texts_only / reps, float(np.mean(squared_se) / np.mean(squared_error))
+
+
+@pytest.mark.parametrize("kind,k,sd_twin,sd_text", [
+    ("difference", 3, 0.05, 0.1),   # the twin draw dominates (as at large N in the real data)
+    ("difference", 5, 0.04, 0.2),   # both sources matter
+    ("mean", 3, 0.3, 0.5),          # linear statistic, twin-dominated
+])
+def test_k_twin_stderr_covers_texts_and_twins_at_the_nominal_rate(kind, k, sd_twin, sd_text):
+    reps = 1000
+    coverage, texts_only, variance_ratio = _simulate(kind, seed=k, reps=reps, n=80, k=k, sd_twin=sd_twin,
+                                                     sd_text=sd_text, sd_inter=0.05)
+    mc_error = math.sqrt(0.95 * 0.05 / reps)
+    assert abs(coverage - 0.95) <= 3.5 * mc_error, coverage
+    assert 0.85 <= variance_ratio <= 1.2, variance_ratio  # stderr^2 estimates the sampling variance
+    assert texts_only < 0.85, texts_only  # a texts-only stderr misses the twin draw
+
+
+def test_twin_interval_needs_two_twins_and_uses_t_quantiles():
+    with pytest.raises(ValueError, match="one twin"):
+        agg.twin_interval_halfwidth(1.0, 0.0, 1)
+    assert agg.twin_interval_halfwidth(0.0, 1.0, 3) == pytest.approx(4.303)
+    assert agg.twin_interval_halfwidth(1.0, 0.0, 3) == pytest.approx(1.96)
+    assert agg.t975(100) == pytest.approx(1.984, abs=1e-3)
