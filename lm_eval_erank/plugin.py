@@ -5,7 +5,8 @@
    empty, so registering first would hide ``--model hf`` and the built-in aggregations);
 2. registers the eRank metrics and the ``hf-erank`` model;
 3. makes every TaskManager also index this package's task directory, so ``--tasks erank_piqa``
-   works without ``--include_path`` (a user's ``--include_path`` still works beside it);
+   works without ``--include_path`` (a user's ``--include_path`` still works beside it), and
+   resolve ``erank_<name>`` for any task, group or tag it knows (``wrapping.py``);
 4. gives models without an ``erank`` / ``erank_multimodal`` method a clear error naming the
    model that serves it;
 5. makes lm-eval's result and sample writers finish their file before a Ctrl-C takes effect,
@@ -97,7 +98,7 @@ def register() -> None:
     from lm_eval.loggers.evaluation_tracker import EvaluationTracker
     from lm_eval.tasks.manager import TaskManager
 
-    from . import metrics, multimodal_tasks
+    from . import metrics, multimodal_tasks, wrapping
 
     metrics.register()
     multimodal_tasks.register_metrics()
@@ -106,6 +107,7 @@ def register() -> None:
 
     if not getattr(TaskManager.__init__, "_erank_tasks", False):
         TaskManager.__init__ = _with_erank_tasks(TaskManager.__init__)
+    wrapping.install(TaskManager)
     for request_type in REQUEST_SERVERS:
         if not hasattr(LM, request_type):
             setattr(LM, request_type, _missing_request(request_type))
