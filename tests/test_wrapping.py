@@ -150,6 +150,9 @@ def catalogue():
 def test_catalogue_names_resolve_to_their_configs(catalogue):
     names = ["erank_arc_easy", "erank_hellaswag", "erank_mmlu", "erank_leaderboard_mmlu_pro"]
     assert catalogue.match_tasks(names) == sorted(names)
+    arcs = catalogue.match_tasks(["erank_arc_*"])  # a pattern: every name it matches, wrapped
+    assert {"erank_arc_easy", "erank_arc_challenge"} <= set(arcs)
+    assert arcs == sorted("erank_" + n for n in catalogue.all_tasks if n.startswith("arc_"))
     for name in ("erank_arc_easy", "erank_hellaswag", "erank_leaderboard_mmlu_pro"):
         base = catalogue.task_index[name[len("erank_"):]]
         cfg, base_cfg = catalogue._entry(name).cfg, load_yaml(base.yaml_path, resolve_func=False)
