@@ -33,11 +33,15 @@ def add_model_names() -> None:
 
 
 def patch_task_manager() -> None:
-    """Every TaskManager also indexes the shipped ``erank_*`` task directory."""
+    """Every TaskManager also indexes the shipped ``erank_*`` task directory and resolves
+    ``erank_<name>`` for any task, group or tag it knows (``wrapping.install``)."""
     from lm_eval.tasks.manager import TaskManager
+
+    from . import wrapping
 
     if not getattr(TaskManager.__init__, "_erank_tasks", False):
         TaskManager.__init__ = plugin._with_erank_tasks(TaskManager.__init__)
+    wrapping.install(TaskManager)
 
 
 def register() -> None:

@@ -5,7 +5,8 @@
    empty, so registering first would hide ``--model hf`` and the built-in aggregations);
 2. registers the eRank metrics and the ``hf-erank`` model;
 3. makes every TaskManager also index this package's task directory, so ``--tasks erank_piqa``
-   works without ``--include_path`` (a user's ``--include_path`` still works beside it);
+   works without ``--include_path`` (a user's ``--include_path`` still works beside it), and
+   resolve ``erank_<name>`` for any task, group or tag it knows (``wrapping.py``);
 4. gives models without an ``erank`` / ``erank_multimodal`` method a clear error naming the
    model that serves it;
 5. makes lm-eval's result and sample writers finish their file before a Ctrl-C takes effect,
@@ -135,7 +136,7 @@ def register() -> None:
     from . import model  # noqa: F401  (registers hf-erank)
     from . import multimodal_model  # noqa: F401  (registers hf-multimodal-erank)
 
-    patch_task_manager()
+    patch_task_manager()  # our task directory and the erank_<name> wrapping
     for request_type in REQUEST_SERVERS:
         if not hasattr(LM, request_type):
             setattr(LM, request_type, _missing_request(request_type))

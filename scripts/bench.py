@@ -23,6 +23,10 @@ here, on this machine:
 (h) with ``--twins K``: the ``erank_piqa`` / ``piqa`` harness time ratio with one random twin
     and with K twins (``m0_twins=K``, run one after another), best of ``--repeats``
     (``--twins-only`` runs just the setup and (h)).
+(i) ``erank_<name>`` of a user's own tasks (no erank YAML written): harness time of a
+    generation task (PIQA prompts, greedy, ``--gen-toks`` tokens) and of a group of the three
+    standard tasks under ``hf``, vs ``erank_<name>`` under ``hf-erank``; their own metrics
+    must come out identical.
 
 Models are built from configs (no downloads), saved to a temporary directory and loaded with
 ``pretrained=<dir>`` as a user would. Texts are the gold texts of the erank tasks on real
@@ -119,6 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--twins", type=int, default=None,
                         help="(h): also time erank_piqa with m0_twins=K against piqa, beside K = 1")
     parser.add_argument("--twins-only", action="store_true", help="run only the setup and (h) (needs --twins)")
+    parser.add_argument("--gen-toks", type=int, default=32, help="max_gen_toks of the generation task of (i)")
     parser.add_argument("--out", default="bench.json")
     args = parser.parse_args(argv)
     if args.twins_only and not args.twins:
@@ -369,7 +374,7 @@ def evaluate(lm, task: str, task_manager, limit: int | None = None) -> tuple[flo
     from lm_eval_erank import representations
 
     device = lm.model.device
-    methods = ("loglikelihood", "erank") if hasattr(lm, "m0") else ("loglikelihood",)
+    methods = ("loglikelihood", "generate_until", "erank") if hasattr(lm, "m0") else ("loglikelihood", "generate_until")
     with timed_attributes(lm, methods, device) as requests, \
             timed_attributes(representations, ("matrix_entropy", "token_losses", "head_losses"), device) as stages:
         start = now()
@@ -438,6 +443,56 @@ def time_twins(hf_lm, erank_lm, model_dir: Path, args: argparse.Namespace, task_
     del twins_lm
     gc.collect()
     return out
+# ---- (i) erank_<name>: a user's generation task and group, wrapped on demand ----------------------
+
+WRAPPED = {"generation": f"{TASK_PREFIX}_gen", "group": f"{TASK_PREFIX}_group"}
+
+
+def write_wrapped_bases(directory: Path, gen_toks: int) -> None:
+    """Beside the local tasks: a generation task on the PIQA docs (prompt -> gold solution,
+    greedy, ``gen_toks`` tokens at most, stopping at a newline) and a group of the three standard
+    tasks, as a user's ``--include_path`` holds them; the erank side runs ``erank_<name>``."""
+    import yaml
+
+    gen = {"task": WRAPPED["generation"], "dataset_path": "json", "dataset_name": None, "test_split": "test",
+           "dataset_kwargs": {"data_files": {"test": str(directory / "data" / "piqa.jsonl")}},
+           "output_type": "generate_until", "doc_to_text": "Question: {{goal}}\nAnswer:",
+           "doc_to_target": "{{[sol1, sol2][label]}}",
+           "generation_kwargs": {"until": ["\n"], "max_gen_toks": gen_toks, "do_sample": False},
+           "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}]}
+    group = {"group": WRAPPED["group"], "task": [f"{TASK_PREFIX}_{t}" for t in TASKS],
+             "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}]}
+    for config in (gen, group):
+        name = config.get("group", config.get("task"))
+        (directory / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
+def time_wrapped(hf_lm, erank_lm, task_manager, repeats: int) -> dict:
+    """Harness time of each base of ``WRAPPED`` (``hf``) and of ``erank_<base>`` (``hf-erank``),
+    interleaved, best of ``repeats`` after a 4-doc warm-up; whether the base metrics agree."""
+    runs = {}
+    for kind, base in WRAPPED.items():
+        evaluate(hf_lm, base, task_manager, limit=4)
+        evaluate(erank_lm, f"erank_{base}", task_manager, limit=4)
+        runs[kind] = {"standard": [], "erank": []}
+    for _ in range(repeats):
+        for kind, base in WRAPPED.items():
+            runs[kind]["standard"].append(evaluate(hf_lm, base, task_manager))
+            runs[kind]["erank"].append(evaluate(erank_lm, f"erank_{base}", task_manager))
+    rows = {}
+    for kind, base in WRAPPED.items():
+        std_s, std_metrics, std_req = min(runs[kind]["standard"], key=lambda run: run[0])
+        er_s, er_metrics, er_req = min(runs[kind]["erank"], key=lambda run: run[0])
+        base_metrics = {k: v for k, v in std_metrics.items() if "," in k}
+        rows[kind] = {
+            "task": f"erank_{base}", "standard_s": std_s, "erank_s": er_s, "ratio": er_s / std_s,
+            "standard_model_s": std_req["loglikelihood_s"] + std_req["generate_until_s"],
+            "erank_model_s": er_req["loglikelihood_s"] + er_req["generate_until_s"],
+            "erank_requests_s": er_req["erank_s"],
+            "same_base_metrics": all(er_metrics.get(k) == v for k, v in base_metrics.items()),
+            "base_metrics": base_metrics, "diff_erank": er_metrics.get("diff_erank,none"),
+        }
+    return rows
 
 
 # ---- (d) building M0 vs loading M1 ---------------------------------------------------------------
@@ -665,6 +720,7 @@ def verdicts(report: dict) -> dict:
         "4_reproducible_on_device": twin["reproducible"] and twin["built_on_device"],
         "6_auto_batch": report["auto_batch"]["works"],
         "5_m0_swap_same_results": report["m0_swap"]["same_results"],
+        "7_wrapped_base_metrics_unchanged": all(r["same_base_metrics"] for r in report["wrapped"].values()),
     }
 
 
@@ -734,6 +790,15 @@ def print_table(report: dict) -> None:
             f"{r['erank_other_s']:5.2f}/{r['standard_other_s']:.2f}"
         )
     lines.append("    target: ratio <= 2.2x; 'spectra' = share of the erank requests' time")
+    lines.append(f"(i) erank_<name> (s, {report['clock']})        standard   erank   ratio | model requests std/erank  "
+                 "erank req  base metrics identical")
+    for kind, r in report["wrapped"].items():
+        lines.append(
+            f"    {r['task']:<26} {r['standard_s']:9.2f} {r['erank_s']:7.2f} {r['ratio']:6.2f}x | "
+            f"{r['standard_model_s']:8.2f}/{r['erank_model_s']:.2f}       {r['erank_requests_s']:8.2f}   "
+            f"{r['same_base_metrics']}"
+        )
+    lines.append(f"    ({report['gen_toks']} new tokens at most per generation, greedy; the group is piqa + openbookqa + winogrande)")
     twin, auto, cache = report["twin"], report["auto_batch"], report["m0_cache"]
     lines += [
         "",
@@ -773,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
 
     register()
     report: dict = {"shape": args.shape, "docs": args.docs, "batch_size": args.batch_size, "repeats": args.repeats,
-                    "clock": args.clock,
+                    "clock": args.clock, "gen_toks": args.gen_toks,
                     "machine": machine_info(args), "cpu_load": {}}
 
     def stage(name: str, message: str) -> None:
@@ -786,6 +851,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = load_rows(args.docs)
         report["docs_source"] = "hf_schema files" if rows else "example docs"
         example.write_local_tasks(tmp / "tasks", prefix=TASK_PREFIX, rows_override=rows)
+        write_wrapped_bases(tmp / "tasks", args.gen_toks)
         task_manager = TaskManager(include_path=str(tmp / "tasks"))
         report["model"] = build_model_dir(args.shape, tmp, getattr(torch, args.dtype))
         model_dir = tmp / "model"
@@ -826,6 +892,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         stage("harness", f"(c) the harness, standard vs erank tasks, best of {args.repeats}")
         report["harness"] = time_harness(hf_lm, erank_lm, task_manager, args.repeats)
+        stage("wrapped", f"(i) erank_<name> of a generation task and a group, best of {args.repeats}")
+        report["wrapped"] = time_wrapped(hf_lm, erank_lm, task_manager, args.repeats)
         stage("twin", f"(d) building M0 vs loading M1, best of {args.repeats}")
         report["twin"] = time_twin_build(erank_lm, model_dir, args)
         stage("auto_batch", "(e) batch_size=auto")

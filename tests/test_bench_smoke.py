@@ -23,10 +23,10 @@ def _run(args, timeout=600):
 def test_bench_runs_every_comparison_and_writes_a_complete_report(tmp_path):
     out = tmp_path / "bench.json"
     done = _run(["scripts/bench.py", "--docs", "5", "--repeats", "1", "--auto-docs", "2", "--ref-texts", "6",
-                 "--out", str(out)])
+                 "--gen-toks", "4", "--out", str(out)])
     report = json.loads(out.read_text())
-    for section in ("ours_all_texts", "reference", "harness", "twin", "auto_batch", "m0_cache", "m0_swap", "machine",
-                    "verdicts"):
+    for section in ("ours_all_texts", "reference", "harness", "twin", "auto_batch", "m0_cache", "m0_swap", "wrapped",
+                    "machine", "verdicts"):
         assert section in report, section
     assert set(report["harness"]) >= {"piqa", "openbookqa", "winogrande"}
     # The re-implemented reference agrees with our entropies (float32 SVD vs float64 Gram).
@@ -38,6 +38,9 @@ def test_bench_runs_every_comparison_and_writes_a_complete_report(tmp_path):
     assert report["m0_swap"]["both_peak_bytes"] >= report["m0_swap"]["m1_weight_bytes"]
     assert report["ours_all_texts"]["losses_s"] > 0 and report["reference"]["ours_same_texts_without_losses"]["losses_s"] == 0
     assert all(isinstance(v, bool) for v in report["verdicts"].values())
+    # erank_<name> of a generation task and a group: their own metrics unchanged, Diff-eRank beside
+    assert set(report["wrapped"]) == {"generation", "group"}
+    assert all(r["same_base_metrics"] and math.isfinite(r["diff_erank"]) for r in report["wrapped"].values())
     assert math.isfinite(report["ours_all_texts"]["spectra_share"]) and "verdicts:" in done.stdout
 
 

@@ -81,15 +81,14 @@ def test_few_shot_keeps_zero_shot_erank_text(local_tasks):
             assert context.count("Question:") == 3  # two shots + the question
 
 
-def test_task_without_choices_needs_erank_text(tmp_path):
-    data = example.write_jsonl(tmp_path / "d.jsonl", [{"text": "a b c"}])
+def test_task_without_choices_feeds_its_scored_sequence_unless_erank_text_is_given(tmp_path):
+    data = example.write_jsonl(tmp_path / "d.jsonl", [{"text": "a b c", "last": " d"}])
     config = {
         "task": "no_choices", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}},
-        "test_split": "test", "output_type": "loglikelihood", "doc_to_text": "text", "doc_to_target": "text",
+        "test_split": "test", "output_type": "loglikelihood", "doc_to_text": "text", "doc_to_target": "last",
     }
     register()
-    with pytest.raises(ValueError, match="erank_text"):
-        ErankTask(config=dict(config))
+    assert ErankTask(config=dict(config)).erank_text({"text": "a b c", "last": " d"}) == "a b c d"
     task = ErankTask(config={**config, "erank_text": lambda doc: doc["text"].upper()})
     assert task.erank_text({"text": "a b"}) == "A B"
 

@@ -1,0 +1,183 @@
+"""``erank_<name>``: any task, group or tag lm-eval knows, with Diff-eRank beside its metrics.
+
+lm-eval 0.4.13's ``TaskManager`` resolves names through its index (``{name: Entry}``, built once
+from the YAML directories). :func:`install` patches two of its methods, the only lm-eval
+internals this module touches:
+
+- ``TaskManager._entry(name)`` (the lookup behind ``load``): a name the index lacks that reads
+  ``erank_<X>``, with X in the index, is resolved on demand: entries for ``erank_X`` (and, for
+  a group or tag, for its whole tree) are added to that manager's index and returned;
+- ``TaskManager.match_tasks(patterns)`` (how the CLI checks ``--tasks``): a pattern that
+  matches nothing and reads ``erank_<P>`` matches ``erank_<X>`` for every X that P matches.
+
+The listings (``all_tasks``, ``lm_eval ls tasks``) are computed when the manager is built and
+stay as they were: generated names are never listed.
+
+What an entry becomes:
+
+- task X (YAML, no ``class``): ``{**X's config, task: erank_X, class: ErankTask}`` minus its
+  tags; :class:`~lm_eval_erank.tasks.ErankTask` keeps X's prompt, few-shot, filters and
+  metrics and adds the ``erank`` request (gold text by output type, see ``tasks.py``);
+- group X: the same group config named ``erank_X`` whose ``task:`` list names the wrapped
+  members (tasks, subgroups, tags, and inline definitions, recursively), its own
+  ``aggregate_metric_list`` plus the eRank metrics' document-weighted means (those of the
+  shipped ``erank_lm`` group), and its group-level overrides kept;
+- tag X: a tag ``erank_X`` over the wrapped tasks.
+
+Names already in the index win: the shipped ``erank_*`` YAMLs and a user's own task named
+``erank_...`` are used as they are, also as members of a wrapped group. Wrapping a task that
+already measures eRank (a class of this package, e.g. ``erank_erank_piqa``) and Python task
+classes other than ``ConfigurableTask`` (whose requests the wrapper cannot see) are errors.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+from lm_eval import utils
+from lm_eval.api.task import ConfigurableTask
+from lm_eval.tasks._index import Entry, Kind
+from lm_eval.tasks._yaml_loader import load_yaml
+
+PREFIX = "erank_"
+_STRUCTURAL_KEYS = ("tag", "group", "task_list")
+
+
+class WrapError(ValueError):
+    """``erank_<name>`` cannot be built for this name."""
+
+
+def install(manager_cls) -> None:
+    """Teach ``manager_cls`` (lm-eval's ``TaskManager``) the ``erank_<name>`` names (idempotent)."""
+    if getattr(manager_cls._entry, "_erank_wrapping", False):
+        return
+    lookup, match = manager_cls._entry, manager_cls.match_tasks
+
+    @functools.wraps(lookup)
+    def _entry(self, name):
+        entry = lookup(self, name)
+        if entry is None and isinstance(name, str) and name.startswith(PREFIX) and name[len(PREFIX):] in self._index:
+            entry = wrap(self._index, name[len(PREFIX):])
+        return entry
+
+    @functools.wraps(match)
+    def match_tasks(self, task_list):
+        matched = set(match(self, task_list))
+        for pattern in task_list:
+            if isinstance(pattern, str) and pattern.startswith(PREFIX) and not match(self, [pattern]):
+                for base in utils.pattern_match([pattern[len(PREFIX):]], self.all_tasks):
+                    matched.add(wrap(self._index, base).name)
+        return sorted(matched)
+
+    _entry._erank_wrapping = match_tasks._erank_wrapping = True
+    manager_cls._entry, manager_cls.match_tasks = _entry, match_tasks
+
+
+def wrap(index: dict[str, Entry], base: str) -> Entry:
+    """The entry of ``erank_<base>`` in ``index``, adding it (and its tree) when absent.
+
+    ``index`` is a TaskManager's ``{name: Entry}``; ``base`` must be in it.
+    """
+    name = PREFIX + base
+    if name in index:
+        return index[name]
+    entry = index[base]
+    if entry.kind is Kind.TAG:
+        members = sorted(m for m in entry.tags if m in index)
+        wrapped = Entry(name=name, kind=Kind.TAG, yaml_path=None, tags={wrap(index, m).name for m in members})
+    elif entry.kind is Kind.GROUP:
+        wrapped = Entry(name=name, kind=Kind.GROUP, yaml_path=None, cfg=_group_config(index, name, _config(entry), base))
+    else:
+        wrapped = Entry(name=name, kind=Kind.PY_TASK, yaml_path=None, cfg=_task_config(name, _config(entry), base))
+    index[name] = wrapped
+    return wrapped
+
+
+def _config(entry: Entry) -> dict[str, Any]:
+    """The entry's full config, ``!function`` references resolved (as lm-eval's factory loads it)."""
+    if entry.yaml_path is not None:
+        return load_yaml(entry.yaml_path, resolve_func=True)
+    if entry.cfg is None:
+        raise WrapError(f"{PREFIX}{entry.name}: '{entry.name}' has no config to wrap")
+    return copy.deepcopy(entry.cfg)
+
+
+def _task_config(name: str, config: dict[str, Any], base: str) -> dict[str, Any]:
+    """``erank_<base>``'s task config: ``base``'s own, built by ErankTask."""
+    from .tasks import ErankTask
+
+    cls = config.get("class")
+    if cls is not None and cls is not ConfigurableTask:
+        if getattr(cls, "__module__", "").split(".")[0] == __name__.split(".")[0]:
+            raise WrapError(
+                f"{name}: '{base}' already reports Diff-eRank ({cls.__name__}); run --tasks {base} "
+                f"(the {PREFIX} prefix is added once)"
+            )
+        raise WrapError(
+            f"{name}: '{base}' is a Python task class ({getattr(cls, '__name__', cls)}), whose requests and "
+            "results the erank wrapper cannot derive a gold text from; write a task YAML with "
+            "class: !function lm_eval_erank.tasks.ErankTask and an erank_text for it"
+        )
+    config = {k: v for k, v in config.items() if k not in _STRUCTURAL_KEYS}
+    metadata = config.get("metadata")
+    metadata = dict(metadata) if isinstance(metadata, dict) else {} if metadata is None else {"_metadata": metadata}
+    return {**config, "task": name, "class": ErankTask, "metadata": {**metadata, "erank_wraps": base}}
+
+
+@functools.cache
+def erank_group_aggregates() -> tuple[dict[str, Any], ...]:
+    """The eRank metrics a group aggregates (document-weighted means): those of the shipped
+    ``erank_lm`` group, so every group reports the same ones."""
+    from .plugin import task_dir
+
+    return tuple(load_yaml(task_dir() / "erank_lm.yaml", resolve_func=False)["aggregate_metric_list"])
+
+
+def _group_config(index: dict[str, Entry], name: str, config: dict[str, Any], base: str) -> dict[str, Any]:
+    """``erank_<base>``'s group config: ``base``'s own with every member wrapped and the eRank
+    metrics added to its aggregates (group-level task overrides kept)."""
+    config = _with_erank_aggregates(config)
+    config["group"] = name
+    config["task"] = [_member(index, item, name, base) for item in _as_list(config.get("task"))]
+    metadata = config.get("metadata")
+    config["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), "erank_wraps": base}
+    return config
+
+
+def _with_erank_aggregates(config: dict[str, Any]) -> dict[str, Any]:
+    own = [dict(a) for a in _as_list(config.get("aggregate_metric_list"))]
+    have = {a.get("metric") for a in own}
+    return {**config, "aggregate_metric_list": own + [dict(a) for a in erank_group_aggregates() if a["metric"] not in have]}
+
+
+def _as_list(value) -> list:
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _member(index: dict[str, Entry], item, group: str, base_group: str):
+    """One ``task:`` item of a wrapped group, as lm-eval's factory reads it (name, ``{task:}``
+    or ``{group:}`` reference with overrides, or an inline definition)."""
+    if isinstance(item, str):
+        if item not in index:
+            raise WrapError(f"{group}: group '{base_group}' lists '{item}', which lm-eval does not know")
+        return wrap(index, item).name
+    if not isinstance(item, dict):
+        raise WrapError(f"{group}: unsupported member {item!r} of group '{base_group}'")
+    if "group" in item:
+        if item["group"] in index:
+            return {**item, "group": wrap(index, item["group"]).name}
+        inline = _with_erank_aggregates(item)  # an inline subgroup: lm-eval names it '<group>::<name>'
+        inline["task"] = [_member(index, m, f"{group}::{item['group']}", item["group"]) for m in _as_list(item.get("task"))]
+        return inline
+    if "task" not in item:
+        return item  # lm-eval's factory reports it
+    if item["task"] in index:
+        return {**item, "task": wrap(index, item["task"]).name}
+    # An inline task (lm-eval names it '<group>::<task>'): registered under that name, so it is
+    # built as an ErankTask; the item's own keys still override the group's, as for the base.
+    name = f"{group}::{item['task']}"
+    index[name] = Entry(name=name, kind=Kind.PY_TASK, yaml_path=None,
+                        cfg=_task_config(name, copy.deepcopy(item), f"{base_group}::{item['task']}"))
+    return {**item, "task": name}
