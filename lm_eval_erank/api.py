@@ -1,7 +1,7 @@
 """Diff-eRank outside the harness, and the one implementation the harness uses too (no lm-eval).
 
     from lm_eval_erank import diff_erank
-    result = diff_erank(model, tokenizer, texts, m0_seed=0, layers="paper", batch_size=16)
+    result = diff_erank(model, tokenizer, texts, layers="paper", batch_size=16)
     result.diff_erank(), result.reduced_loss(), result.per_text()[0]
 
 ``model`` is an already-loaded transformers causal LM (M1); M0 is its random twin (built
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import aggregation as agg
-from .m0_cache import M0Cache, model_key
+from .m0_cache import M0Cache, default_directory, model_key
 from .representations import TextStatistics, num_layers, parse_layers, text_statistics
 from .twin import MAX_SEED, build_random_twin, model_device, off_device, parameter_checksum, spans_devices, validate_seed
 
@@ -32,6 +32,71 @@ logger = logging.getLogger("lm_eval.erank.api")
 # progress(label) -> a callback receiving the number of texts just done (or None): one pass per
 # model, labelled "M1" or "M0 seed s (twin k/K)".
 Progress = Callable[[str], Callable[[int], None] | None]
+
+
+# M0's seed when none is given: lm-eval's default torch seed (``--seed``), which is what the
+# harness's ``m0_seed`` defaults to (the torch seed lm-eval set), so both give the same M0.
+DEFAULT_M0_SEED = 1234
+# ``m0_cache`` when none is given: the harness's directory (see m0_cache.default_directory).
+DEFAULT_CACHE = "default"
+_CACHE_OFF = {"off", "none", "false", "0", ""}
+
+
+def check_texts(texts, name: str = "texts") -> list[str]:
+    """``texts`` as a list of strings; TypeError/ValueError naming ``name`` for a single string,
+    a non-sequence, an empty sequence or a non-string item.
+
+    >>> check_texts(("a text", "another"))
+    ['a text', 'another']
+    """
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of strings (one per text), got a single {type(texts).__name__}; "
+                        f"wrap it in a list: [{texts[:30]!r}{'...' if len(texts) > 30 else ''}]")
+    try:
+        items = list(texts)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of strings (one per text), got {type(texts).__name__}") from None
+    if not items:
+        raise ValueError(f"{name} is empty: Diff-eRank needs at least one text")
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(f"{name}[{i}] is a {type(item).__name__}, expected a string")
+    return items
+
+
+def check_int(name: str, value, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """``value`` as an int >= ``minimum`` (None passes when ``allow_none``); ValueError otherwise."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}{' or None' if allow_none else ''}, got {value!r}")
+    return value
+
+
+def check_model(model, name: str = "model") -> None:
+    """``model`` is a loaded transformers model (a torch module with a ``config``), not a name."""
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+        raise TypeError(f"{name} must be a loaded transformers causal LM (e.g. AutoModelForCausalLM.from_pretrained(...)), "
+                        f"got {type(model).__name__}")
+
+
+def check_tokenizer(tokenizer) -> None:
+    """``tokenizer`` is a loaded (callable) tokenizer, not a name."""
+    if isinstance(tokenizer, (str, Path)) or not callable(tokenizer):
+        raise TypeError(f"tokenizer must be a loaded tokenizer (e.g. AutoTokenizer.from_pretrained(...)), "
+                        f"got {type(tokenizer).__name__}")
+
+
+def resolve_cache(m0_cache) -> Path | None:
+    """The cache directory for an ``m0_cache`` option: ``"default"`` -> the default directory,
+    None / ``off`` -> None, else the given path."""
+    if m0_cache is None or (isinstance(m0_cache, str) and m0_cache.strip().lower() in _CACHE_OFF):
+        return None
+    if isinstance(m0_cache, str) and m0_cache == DEFAULT_CACHE:
+        return default_directory()
+    if not isinstance(m0_cache, (str, Path)):
+        raise TypeError(f"m0_cache must be a directory, 'off' or None, got {type(m0_cache).__name__}")
+    return Path(m0_cache).expanduser()
 
 
 def encode_texts(tokenizer, texts: Sequence[str], max_length: int, add_bos_token: bool = False):
@@ -248,8 +313,16 @@ class DiffErankResult:
         values = [single(self.twin(k)) for k in range(self.n_twins)]
         return None if any(v is None for v in values) else float(np.mean(values))
 
+    def _layer(self, layer: int | None) -> int:
+        if layer is None:
+            return self.last_layer
+        if layer not in self.entropy_m1:
+            raise ValueError(f"layer {layer!r} was not measured; this result holds layers {list(self.layers)} "
+                             f"(pass layers=... to diff_erank to measure others)")
+        return layer
+
     def _pairs(self, layer: int | None) -> list:
-        layer = self.last_layer if layer is None else layer
+        layer = self._layer(layer)
         return [None if math.isnan(h0) or math.isnan(h1) else (math.exp(h0), math.exp(h1))
                 for h0, h1 in zip(self.entropy_m0[layer].tolist(), self.entropy_m1[layer].tolist())]
 
@@ -387,14 +460,14 @@ def diff_erank(
     tokenizer,
     texts: Sequence[str],
     *,
-    m0_seed: int = 0,
+    m0_seed: int = DEFAULT_M0_SEED,
     m0=None,
     m0_device=None,
     layers="last",
     batch_size: int = 16,
     max_length: int | None = None,
     add_bos_token: bool = False,
-    m0_cache: str | Path | None = None,
+    m0_cache: str | Path | None = DEFAULT_CACHE,
     losses: bool = True,
     m0_twins: int = 1,
 ) -> DiffErankResult:
@@ -403,27 +476,52 @@ def diff_erank(
     Args:
         model: M1, a transformers causal LM (in eval mode; its dtype and device are used).
         tokenizer: its tokenizer (default special tokens are added, as the paper does).
-        texts: the texts; each is cut to ``max_length`` tokens (default: the config's
-            ``max_position_embeddings``/``n_positions``).
-        m0_seed: seed of the random twin M0 (ignored when ``m0`` is given); with ``m0_twins=K``
-            the twins' seeds are m0_seed, ..., m0_seed + K - 1.
+        texts: a sequence of strings (not one string); each is cut to ``max_length`` tokens
+            (default: the config's ``max_position_embeddings``/``n_positions``).
+        m0_seed: seed of the random twin M0 (ignored when ``m0`` is given); default 1234,
+            the harness's default (lm-eval's ``--seed``), so both give the same M0; with
+            ``m0_twins=K`` the twins' seeds are m0_seed, ..., m0_seed + K - 1.
         m0: an already-built twin to reuse (e.g. across calls); default: built from the config.
         m0_device: where to build M0 (default: M1's device).
-        layers: ``last`` | ``paper`` | ``all`` | ``"0:6:12"`` | a sequence of hidden-state indices.
+        layers: ``last`` | ``paper`` | ``all`` | ``"0:6:12"`` | an int | a sequence of hidden-state indices.
         batch_size: texts per forward.
         add_bos_token: prepend BOS where the tokenizer does not add it.
-        m0_cache: a directory for M0's per-text results (see m0_cache.py), or None.
+        m0_cache: a directory for M0's per-text results (see m0_cache.py); default: the
+            harness's (``$LM_EVAL_ERANK_CACHE``, else ``~/.cache/lm_eval_erank/m0``); None or
+            ``"off"``: no cache. Not used with ``m0`` (the cache is keyed by the seed).
         losses: also compute the token losses (reduced loss); False skips the LM head.
         m0_twins: K, the number of random twins (run one after another): every value that
             involves M0 is the mean over twins, and ``erank_m0_twin_sd()`` their spread.
+
+    Raises TypeError/ValueError naming the argument for input it cannot use (e.g. a single
+    string as ``texts``, an empty list, a layer outside [0, L]), before any forward.
+
+    >>> result = diff_erank(model, tokenizer, ["The cat sat on the mat.", "A second text."], m0_cache=None)
+    >>> result.excluded, len(result.per_text()), result.erank_m1() >= 1.0
+    (0, 2, True)
     """
+    check_model(model)
+    check_tokenizer(tokenizer)
+    texts = check_texts(texts)
+    batch_size = check_int("batch_size", batch_size)
+    m0_twins = check_int("m0_twins", m0_twins)
+    max_length = check_int("max_length", max_length, allow_none=True)
+    for name, flag in (("add_bos_token", add_bos_token), ("losses", losses)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    if m0 is not None:
+        check_model(m0, "m0")
+        if m0_cache is not DEFAULT_CACHE and resolve_cache(m0_cache) is not None:
+            raise ValueError("m0_cache cannot be used with m0=: the cache is keyed by m0_seed, which a given "
+                             "twin need not match; pass m0_seed instead of m0, or m0_cache=None")
+    cache_dir = None if m0 is not None else resolve_cache(m0_cache)
     was_training = model.training
     model.eval()
     try:
         max_length = max_length or default_max_length(model)
         wanted = parse_layers(layers, num_layers(model))
+        twins = make_twins(model, m0_seed, m0_twins, device=m0_device, m0=m0, cache_dir=cache_dir)
         ids, truncated = encode_texts(tokenizer, texts, max_length, add_bos_token)
-        twins = make_twins(model, m0_seed, m0_twins, device=m0_device, m0=m0, cache_dir=m0_cache)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         return pair_statistics(model, twins, ids, truncated, batch_size, pad_id, wanted, losses=losses)
     finally:

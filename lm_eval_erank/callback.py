@@ -1,7 +1,7 @@
 """Diff-eRank during training: a ``transformers.TrainerCallback`` (the paper's Appendix C).
 
     from lm_eval_erank.callback import DiffErankCallback
-    trainer.add_callback(DiffErankCallback(trainer, held_out_texts, every_n_steps=500))
+    trainer.add_callback(DiffErankCallback(trainer, held_out_texts, every_n_steps=500, tokenizer=tokenizer))
 
 Every ``every_n_steps`` optimizer steps (and once before training), the callback computes
 Diff-eRank of the model being trained on a fixed held-out text set and logs it through
@@ -24,23 +24,41 @@ from collections.abc import Sequence
 import torch
 from transformers import TrainerCallback
 
-from .api import TwinProvider, combine, default_max_length, encode_texts, twins_statistics
+from .api import (DEFAULT_M0_SEED, TwinProvider, check_int, check_model, check_texts, check_tokenizer, combine,
+                  default_max_length, encode_texts, twins_statistics)
 from .representations import TextStatistics, num_layers, parse_layers, text_statistics
+from .twin import validate_seed
 
 
 class DiffErankCallback(TrainerCallback):
     def __init__(self, trainer, texts: Sequence[str], every_n_steps: int = 500, *, tokenizer=None,
-                 m0_seed: int = 0, layers="last", batch_size: int = 16, max_length: int | None = None,
+                 m0_seed: int = DEFAULT_M0_SEED, layers="last", batch_size: int = 16, max_length: int | None = None,
                  prefix: str = "erank/", at_start: bool = True, losses: bool = True, m0_twins: int = 1):
-        if every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
-        if not texts:
-            raise ValueError("DiffErankCallback needs at least one held-out text")
+        """``texts``: the held-out texts (a sequence of strings); ``tokenizer``: default the
+        Trainer's (``processing_class``/``tokenizer``); the other options as in ``diff_erank``.
+        Arguments are checked here, against ``trainer.model``, not at the first evaluation.
+
+        >>> callback = DiffErankCallback(trainer, ["A held-out text.", "Another one."], every_n_steps=10)
+        >>> callback.every_n_steps, callback.texts[0]
+        (10, 'A held-out text.')
+        """
+        every_n_steps = check_int("every_n_steps", every_n_steps)
+        self.texts = check_texts(texts, "texts (the held-out texts)")
+        batch_size = check_int("batch_size", batch_size)
+        max_length = check_int("max_length", max_length, allow_none=True)
+        m0_seed = validate_seed(m0_seed)
+        if not isinstance(losses, bool):
+            raise TypeError(f"losses must be True or False, got {losses!r}")
+        if tokenizer is not None:
+            check_tokenizer(tokenizer)
+        model = getattr(trainer, "model", None)
+        if model is not None:  # else checked at the first evaluation, against the model given there
+            check_model(model)
+            parse_layers(layers, num_layers(model))
         self.trainer = trainer
         self.tokenizer = tokenizer or getattr(trainer, "processing_class", None) or getattr(trainer, "tokenizer", None)
         if self.tokenizer is None:
             raise ValueError("DiffErankCallback needs a tokenizer (pass tokenizer=... or give the Trainer one)")
-        self.texts = list(texts)
         self.every_n_steps = every_n_steps
         self.m0_seed, self.layers_spec, self.batch_size = m0_seed, layers, batch_size
         self.max_length, self.prefix, self.at_start = max_length, prefix, at_start

@@ -1,12 +1,46 @@
-"""``lm-eval-erank`` / ``python -m lm_eval_erank``: lm-eval's own CLI with the plugin loaded."""
+"""``lm-eval-erank`` / ``python -m lm_eval_erank``: lm-eval's own CLI with the plugin loaded.
+
+Adds to lm-eval's help the ``hf-erank`` model arguments, and ``--task-dir``, which prints the
+directory of the shipped ``erank_*`` task YAMLs (for a local task's ``include:``).
+"""
 
 from __future__ import annotations
 
+import inspect
+import sys
+
+TASK_DIR_FLAG = "--task-dir"
+
+
+def model_arguments_help() -> str:
+    """The ``hf-erank`` section of the help: its own model arguments, from ErankHFLM's docstring."""
+    from .model import ErankHFLM
+
+    doc = inspect.getdoc(ErankHFLM)
+    section = doc.split("Extra model arguments:", 1)[1].split("\n\n", 1)[0]
+    return (
+        "hf-erank (--model hf-erank, alias erank): every --model hf argument, plus these\n"
+        "model arguments (--model_args KEY=VALUE,KEY=VALUE):\n"
+        f"{section}\n\n"
+        f"{TASK_DIR_FLAG}: print the directory of the erank_* task YAMLs (for a local task's include:)\n"
+    )
+
 
 def main() -> None:
-    from lm_eval.__main__ import cli_evaluate
+    if TASK_DIR_FLAG in sys.argv[1:]:
+        from .plugin import task_dir
+
+        print(task_dir())
+        return
+    from lm_eval._cli import HarnessCLI
+    from lm_eval.utils import setup_logging
 
     from .plugin import register
 
     register()
-    cli_evaluate()
+    setup_logging()  # as lm_eval.__main__.cli_evaluate, with our section added to the help
+    parser = HarnessCLI()
+    extra = model_arguments_help()
+    for help_parser in (parser._parser, parser._subparsers.choices["run"]):
+        help_parser.epilog = f"{help_parser.epilog or ''}\n{extra}"
+    parser.execute(parser.parse_args())

@@ -9,12 +9,18 @@ Layout: ``<directory>/<model key>.json`` = {"key": {...what the key hashes...},
 "m0_checksum": str | null, "texts": {sha256(token ids): {"loss": float | null,
 "entropy": {layer: float | null}}}}; null = undefined, a missing "loss" = not computed (a run
 with ``losses=False``). Files are replaced atomically.
+
+The directory is checked when the cache is opened (created if missing, a probe file written
+and removed), so a cache that cannot be written fails before any forward runs, naming the path
+and ``m0_cache=off``; a write that still fails later (e.g. a full disk) is a warning, and the
+run's results are kept.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -28,6 +34,29 @@ from . import __version__
 # Config fields that name or describe the checkpoint, not the architecture.
 _NOT_ARCHITECTURE = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "_commit_hash"}
 _FLOAT_NONE = float("nan")
+_AVOID = ("choose a writable directory with m0_cache=DIR (or $LM_EVAL_ERANK_CACHE), or turn the cache off "
+          "with m0_cache=off")
+
+logger = logging.getLogger("lm_eval.erank.m0_cache")
+
+
+class M0CacheError(OSError):
+    """M0's results cache cannot be used (directory not writable, file unreadable)."""
+
+
+def check_writable(directory: str | os.PathLike) -> Path:
+    """Create ``directory`` if needed and write and remove a probe file in it; M0CacheError
+    naming the path and the way around it otherwise."""
+    directory = Path(directory).expanduser()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise M0CacheError(f"M0's results cache directory {directory} cannot be written "
+                           f"({type(err).__name__}: {err.strerror or err}); {_AVOID}") from err
+    return directory
 
 
 def default_directory() -> Path:
@@ -63,12 +92,16 @@ class M0Cache:
     """Per-text M0 results for one model key, read once and written back atomically."""
 
     def __init__(self, directory: str | os.PathLike, key: dict):
-        self.path = Path(directory) / f"{_digest(key)}.json"
+        self.path = check_writable(directory) / f"{_digest(key)}.json"
         self.key = key
         self.m0_checksum: str | None = None
         self._texts: dict[str, dict] = {}
-        if self.path.is_file():
-            stored = json.loads(self.path.read_text(encoding="utf-8"))
+        if self.path.exists():
+            try:
+                stored = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                raise M0CacheError(f"M0's results cache file {self.path} cannot be read ({err}); delete it, "
+                                   f"or {_AVOID}") from err
             if stored.get("key") == json.loads(json.dumps(key, sort_keys=True, default=str)):
                 self._texts = stored.get("texts", {})
                 self.m0_checksum = stored.get("m0_checksum")
@@ -103,13 +136,20 @@ class M0Cache:
             entry["entropy"].update({str(layer): _to_json(values[i]) for layer, values in entropy.items()})
         if m0_checksum is not None:
             self.m0_checksum = m0_checksum
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = json.dumps({"key": self.key, "m0_checksum": self.m0_checksum, "texts": self._texts},
                              sort_keys=True, default=str, allow_nan=False)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(payload)
-        os.replace(tmp, self.path)
+        tmp = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(payload)
+            os.replace(tmp, self.path)
+        except OSError as err:  # the results are computed: losing the cache must not lose the run
+            logger.warning("erank: could not write M0's results cache %s (%s); this run's results are "
+                           "unaffected, later runs recompute M0", self.path, err)
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def _to_json(value: torch.Tensor) -> float | None:

@@ -37,7 +37,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from . import aggregation as agg
@@ -241,15 +242,32 @@ def register_specs(specs: tuple[MetricSpec, ...]) -> None:
             )(_passthrough)
 
 
+def warn_excluded(task_names: Sequence[str], reasons: Sequence[str | None], counter: str = "erank_excluded") -> None:
+    """One warning per task that has excluded texts: how many of its texts, and why.
+
+    ``reasons[i]`` is None for a measured text, else why text i has no value; ``counter`` is
+    the metric that counts them. When every text of a task is excluded, its metrics are None.
+    """
+    per_task: dict[str, list] = {}
+    for task, reason in zip(task_names, reasons):
+        entry = per_task.setdefault(str(task), [0, Counter()])
+        entry[0] += 1
+        if reason is not None:
+            entry[1][reason] += 1
+    for task, (n_all, why) in per_task.items():
+        n_out = sum(why.values())
+        if not n_out:
+            continue
+        every = "; every text was excluded, so its eRank metrics are None" if n_out == n_all else ""
+        logger.warning(
+            "erank: %s: %d of %d texts have no eRank and are left out of the eRank metrics (counted in %s): %s%s",
+            task, n_out, n_all, counter, ", ".join(f"{k} {r}" for r, k in why.most_common()), every,
+        )
+
+
 def _named(spec: MetricSpec, name: str) -> Callable:
     def aggregate(items):
-        value = spec.aggregation(items)
-        if value is None:
-            logger.warning(
-                "%s: none of the %d documents has a defined value (every text was excluded, "
-                "e.g. fewer than 2 tokens); reported as None", spec.name, len(items),
-            )
-        return value
+        return spec.aggregation(items)  # None when every text is excluded (the model warned per task)
 
     aggregate.__name__ = name
     aggregate.__doc__ = spec.aggregation.__doc__

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 
 import torch
@@ -11,14 +13,14 @@ from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
 from . import __version__
-from .api import encode_texts, make_twins, pair_statistics
-from .m0_cache import default_directory
+from .api import DEFAULT_CACHE, encode_texts, make_twins, pair_statistics, resolve_cache
+from .m0_cache import check_writable
+from .metrics import warn_excluded
 from .representations import NonFiniteModelOutputError, num_layers, parse_layers, text_statistics
 from .twin import check_twin_buildable, check_twin_supported, validate_seed
 
 logger = logging.getLogger("lm_eval.erank.model")
 
-_OFF = {"off", "none", "false", "0", ""}
 _BOOLEANS = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
 
 
@@ -28,6 +30,16 @@ def parse_twins(value: int | str) -> int:
     if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
         raise ValueError(f"m0_twins must be an integer >= 1, got {value!r}")
     return int(text)
+
+
+def excluded_reason(row: dict) -> str | None:
+    """Why a text (a row of ``DiffErankResult.per_text``) has no eRank; None if it has one."""
+    m0 = row["entropy_m0"] if isinstance(row["entropy_m0"], list) else [row["entropy_m0"]]  # one per twin
+    if row["entropy_m1"] is not None and all(h is not None for h in m0):
+        return None
+    if row["n_tokens"] < 2:
+        return "have fewer than 2 tokens"
+    return "have no spread (every token's centred hidden state is zero)"
 
 
 def parse_bool(name: str, value: bool | str) -> bool:
@@ -45,13 +57,13 @@ class ErankHFLM(HFLM):
     """HFLM (every ``hf`` model argument works) that also serves ``erank`` requests.
 
     Extra model arguments:
-        m0_seed: seed of the random twin M0 (default: ``torch.initial_seed()``, i.e. the torch
-            seed lm-eval set from ``--seed``).
+        m0_seed: seed of the random twin M0 (default: the torch seed lm-eval set from
+            ``--seed``, 1234 unless changed: the Python API's default too).
         m0_device: device for M0 (default: M1's device), for when both do not fit on one.
         layers: hidden states to measure besides the LM head's input: ``last`` (default),
             ``paper``, ``all`` or indices joined by ':' (0 = embeddings, i = block i).
-        m0_cache: directory of M0's cached per-text results (default: see m0_cache.py),
-            or ``off``.
+        m0_cache: directory of M0's cached per-text results (default: ``$LM_EVAL_ERANK_CACHE``,
+            else ``~/.cache/lm_eval_erank/m0``), or ``off``; checked writable before the model loads.
         m0_swap: ``true`` lets M1 and M0 take turns on M1's device, for a device that cannot
             hold both: M1 runs over every erank text, moves to the CPU, M0 is built on the
             device, runs and is freed, and M1 moves back. Device memory peaks at one model plus
@@ -67,16 +79,22 @@ class ErankHFLM(HFLM):
     """
 
     OWN_ARGUMENTS = ("m0_seed", "m0_device", "m0_swap", "layers", "m0_cache", "losses", "m0_twins")
+    HF_ARGUMENTS = tuple(sorted(set(inspect.signature(HFLM.__init__).parameters) - {"self", "kwargs"}))
 
     def __init__(self, *args, m0_seed: int | str | None = None, m0_device: str | None = None,
                  m0_swap: bool | str = False, layers: str = "last", m0_cache: str | None = None,
                  losses: bool | str = True, m0_twins: int | str = 1, **kwargs) -> None:
+        # Everything that can be checked without the model, before the (slow) model load.
+        self._check_argument_names(kwargs)
         seed = validate_seed(torch.initial_seed() if m0_seed is None else m0_seed)
         n_twins = parse_twins(m0_twins)
         self.losses = parse_bool("losses", losses)
         self.m0_swap = parse_bool("m0_swap", m0_swap)
-        if self.m0_swap and m0_device is not None:  # before the (slow) model load; TwinProvider checks it too
+        if self.m0_swap and m0_device is not None:  # TwinProvider checks it too
             raise ValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
+        cache_dir = resolve_cache(DEFAULT_CACHE if m0_cache is None else str(m0_cache))
+        if cache_dir is not None:
+            check_writable(cache_dir)  # not after every forward has run
         try:
             super().__init__(*args, **kwargs)
         except TypeError as err:
@@ -92,7 +110,6 @@ class ErankHFLM(HFLM):
         check_twin_supported(self.model)
         self.layers = parse_layers(str(layers), num_layers(self.model))
         self._use_cpu_processes_as_data_parallel_ranks()
-        cache_dir = default_directory() if m0_cache is None else None if str(m0_cache).lower() in _OFF else m0_cache
         self.twins = make_twins(self.model, seed, n_twins, device=m0_device, cache_dir=cache_dir, swap=self.m0_swap)
         self.twin = self.twins[0]
         self.erank_auto_batch_size: int | None = None
@@ -105,6 +122,19 @@ class ErankHFLM(HFLM):
         self.twin.model  # noqa: B018
         if self.world_size > 1:
             self._check_same_m0_on_every_rank()
+
+    @classmethod
+    def _check_argument_names(cls, kwargs: dict) -> None:
+        """A key close to one hf-erank or hf accepts (``m0seed``) is a typo: say which was meant.
+        Other unknown keys go on to ``from_pretrained``, as under ``--model hf``."""
+        hf = cls.HF_ARGUMENTS
+        for key in kwargs:
+            if key not in hf:  # a stricter cutoff for hf's names: from_pretrained's max_memory is no typo
+                close = (difflib.get_close_matches(key, cls.OWN_ARGUMENTS, n=1, cutoff=0.75)
+                         or difflib.get_close_matches(key, hf, n=1, cutoff=0.85))
+                if close:
+                    raise ValueError(f"hf-erank: unknown model argument {key!r}; did you mean {close[0]}? "
+                                     f"(hf-erank's own: {', '.join(cls.OWN_ARGUMENTS)}; every --model hf argument works)")
 
     @property
     def m0_twins(self) -> int:
@@ -184,10 +214,9 @@ class ErankHFLM(HFLM):
                 ) from None
         if (self.m0_swap or len(self.twins) > 1) and self.world_size > 1:  # twins were built in this pass
             self._check_same_m0_on_every_rank()
-        return [
-            {key: value for key, value in row.items() if key != "layers" or value}
-            for row in result.per_text()
-        ]
+        rows = result.per_text()
+        warn_excluded([r.task_name for r in requests], [excluded_reason(row) for row in rows])
+        return [{key: value for key, value in row.items() if key != "layers" or value} for row in rows]
 
     def _warn_truncated(self, requests: list[Instance], truncated: list[bool]) -> None:
         per_task: dict[str, list[int]] = {}

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from . import aggregation as agg
+from .api import check_int, check_texts
 from .spectral import matrix_entropy
 
 __all__ = [
@@ -86,10 +87,32 @@ def image_token_id(model) -> int:
 
 
 def check_rotation(degrees) -> int:
-    degrees = int(degrees)
-    if degrees % 90:
-        raise ValueError(f"rotate must be a multiple of 90 degrees (clockwise); got {degrees}")
-    return degrees % 360
+    """``degrees`` (an int, or digits as text) reduced to 0, 90, 180 or 270; ValueError otherwise."""
+    if isinstance(degrees, bool):
+        value = None
+    elif isinstance(degrees, int):
+        value = degrees
+    else:
+        text = str(degrees).strip()
+        value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value % 90:
+        raise ValueError(f"rotate must be a multiple of 90 degrees (clockwise); got {degrees!r}")
+    return value % 360
+
+
+def check_samples(images, texts) -> tuple[list, list[str]]:
+    """(images, texts) as lists of equal, non-zero length; TypeError/ValueError saying what was expected."""
+    texts = check_texts(texts)
+    if isinstance(images, (str, bytes, dict, os.PathLike)) or hasattr(images, "convert"):
+        raise TypeError(f"images must be a sequence (one image per text), got a single {type(images).__name__}; "
+                        "wrap it in a list")
+    try:
+        images = list(images)
+    except TypeError:
+        raise TypeError(f"images must be a sequence (one image per text), got {type(images).__name__}") from None
+    if len(images) != len(texts):
+        raise ValueError(f"{len(images)} images but {len(texts)} texts: one image per text")
+    return images, texts
 
 
 def rotate_image(image, degrees: int):
@@ -164,11 +187,8 @@ def sample_entropies(model, processor, images: Sequence, texts: Sequence[str], r
     ``images``: PIL images (or anything :func:`load_image` reads); ``texts``: one text per image.
     """
     check_supported(model)
-    if len(images) != len(texts):
-        raise ValueError(f"{len(images)} images but {len(texts)} texts")
+    images, texts = check_samples(images, texts)
     k = len(texts)
-    if k == 0:
-        return []
     rotate = check_rotation(rotate)
     pil = [rotate_image(load_image(im), rotate) for im in images]
     token = getattr(processor, "image_token", None) or "<image>"
@@ -299,15 +319,24 @@ def alignment_eranks(model, processor, images: Sequence, texts: Sequence[str], r
                      progress: Callable[[int], Any] | None = None) -> AlignmentResult:
     """eRank1..5 and the two alignment scores of an already-loaded LLaVA-family model.
 
-    >>> result = alignment_eranks(model, processor, images, texts, rotate=0)
-    >>> result.scores["image_text_alignment"], result.entropies["entropy1"][0]
+    ``images``: one image per text (PIL, bytes, a path or a datasets Image dict); ``texts``: a
+    sequence of strings; ``batch_size``: samples per forward. Bad arguments fail here, before
+    any forward, with a message saying what was expected.
+
+    >>> result = alignment_eranks(model, processor, images[:2], ["a red square", "a blue circle"], batch_size=2)
+    >>> sorted(result.scores), len(result.entropies["entropy1"])
+    (['erank1', 'erank2', 'erank3', 'erank4', 'erank5', 'image_reduction_ratio', 'image_text_alignment'], 2)
     """
     check_supported(model)
-    if len(images) != len(texts):
-        raise ValueError(f"{len(images)} images but {len(texts)} texts")
+    images, texts = check_samples(images, texts)
+    rotate = check_rotation(rotate)
+    batch_size = check_int("batch_size", batch_size)
+    if not callable(processor) or not hasattr(processor, "tokenizer"):
+        raise TypeError(f"processor must be the model's loaded processor (AutoProcessor.from_pretrained(...)), "
+                        f"got {type(processor).__name__}")
     rows: list[dict[str, Any]] = []
-    for start in range(0, len(texts), max(1, int(batch_size))):
-        chunk = slice(start, start + max(1, int(batch_size)))
+    for start in range(0, len(texts), batch_size):
+        chunk = slice(start, start + batch_size)
         rows += sample_entropies(model, processor, images[chunk], texts[chunk], rotate, pair_template)
         if progress is not None:
             progress(len(texts[chunk]))

@@ -18,8 +18,15 @@ from tqdm import tqdm
 
 from . import __version__
 from . import multimodal as mm
+from .metrics import warn_excluded
 
 logger = logging.getLogger("lm_eval.erank.multimodal")
+
+
+def _excluded_reason(row: dict) -> str | None:
+    """Why a sample has no value for some eRank_k (None if it has all five)."""
+    missing = [key.replace("entropy", "eRank") for key in mm.ENTROPY_KEYS if row[key] is None]
+    return f"have an undefined {'/'.join(missing)} (fewer than 2 tokens, or no spread)" if missing else None
 
 
 @register_model("hf-multimodal-erank")
@@ -62,6 +69,7 @@ class ErankMultimodalLM(HFMultimodalLM):
                 results += mm.sample_entropies(self.model, self.processor, images, texts, rotate=0,
                                                pair_template=self.pair_template)
                 bar.update(len(chunk))
+        warn_excluded([r.task_name for r in requests], [_excluded_reason(row) for row in results], "mm_excluded")
         return results
 
     def get_model_info(self) -> dict:

@@ -13,11 +13,15 @@
    so an interrupted run leaves no truncated output file;
 6. gives each logged sample of an erank task the ``erank`` response as JSON
    (``erank_response``): lm-eval writes every raw response as its Python repr string.
+7. checks ``--output_path`` when lm-eval's ``EvaluationTracker`` is created, before any task
+   or model loads: lm-eval itself finds an unwritable path only after the whole evaluation,
+   and then merely logs a warning and writes nothing.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -118,6 +122,34 @@ def _with_erank_responses(method):
     return wrapper
 
 
+def check_output_path(output_path) -> None:
+    """ValueError unless lm-eval can create and write ``output_path``'s directory (the path
+    itself, or its parent for a ``.json`` file name); nothing is created here."""
+    if not output_path:
+        return
+    path = Path(output_path).expanduser()
+    directory = path.parent if path.suffix == ".json" else path
+    existing = directory.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not a directory" if not existing.is_dir() else "is not writable"
+        raise ValueError(
+            f"--output_path {output_path}: {existing} {what}, so the results (and --log_samples) could not "
+            "be saved after the evaluation; give an --output_path in a writable directory"
+        )
+
+
+def _checks_output_path(init):
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        check_output_path(kwargs.get("output_path", args[0] if args else None))
+        init(self, *args, **kwargs)
+
+    __init__._checks_output_path = True
+    return __init__
+
+
 def register() -> None:
     global _registered
     if _registered:
@@ -142,6 +174,8 @@ def register() -> None:
             setattr(LM, request_type, _missing_request(request_type))
     if not getattr(EvaluationTracker.save_results_samples, "_erank_responses", False):
         EvaluationTracker.save_results_samples = _with_erank_responses(EvaluationTracker.save_results_samples)
+    if not getattr(EvaluationTracker.__init__, "_checks_output_path", False):
+        EvaluationTracker.__init__ = _checks_output_path(EvaluationTracker.__init__)
     for name in ("save_results_aggregated", "save_results_samples"):
         method = getattr(EvaluationTracker, name)
         if not getattr(method, "_uninterruptible", False):

@@ -110,8 +110,14 @@ def matrix_entropy(states: torch.Tensor, mask: torch.Tensor | None = None) -> to
         mask: (B, N) bool, True for real tokens; None means all tokens are real.
 
     Returns:
-        (B,) float64 (a 0-dim tensor for a single (N, d) input); NaN where the eRank is
-        undefined (fewer than 2 valid tokens, or all centred rows zero).
+        (B,) float64 (a 0-dim tensor for a single (N, d) input) in [0, log min(N - 1, d)]
+        (N valid tokens; exactly 0 for N = 2); NaN where the eRank is undefined (fewer than
+        2 valid tokens, or all centred rows zero).
+
+    >>> float(matrix_entropy(torch.eye(3)))  # 3 tokens: the centred rows span 2 dimensions
+    0.6931471805599453
+    >>> float(matrix_entropy(torch.tensor([[1.0, 2.0], [3.0, 5.0]])))  # 2 tokens: exactly 0
+    0.0
     """
     single = states.dim() == 2
     states, mask = _as_batch(states, mask)
@@ -130,12 +136,20 @@ def matrix_entropy(states: torch.Tensor, mask: torch.Tensor | None = None) -> to
     defined = (trace.squeeze(1) > 0) & (mask.sum(dim=1) >= 2)
     spectrum = (eigenvalues / torch.where(trace > 0, trace, 1.0)).clamp(min=0.0)
     entropy = -torch.special.xlogy(spectrum, spectrum).sum(dim=1)
+    # Centred rows span at most N - 1 dimensions, so 0 <= H <= log min(N - 1, d); clamp the
+    # round-off (e.g. -2.2e-16 for 2 tokens, whose eRank is exactly 1).
+    rank_bound = (mask.sum(dim=1) - 1).clamp(min=1, max=d).to(torch.float64)
+    entropy = torch.minimum(entropy.clamp(min=0.0), rank_bound.log())
     entropy = torch.where(defined, entropy, torch.nan)
     return entropy[0] if single else entropy
 
 
 def effective_rank(states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """eRank = exp(matrix_entropy(states, mask)); same shapes and NaN convention."""
+    """eRank = exp(matrix_entropy(states, mask)) in [1, min(N - 1, d)]; same shapes and NaN convention.
+
+    >>> float(effective_rank(torch.eye(3)))
+    2.0
+    """
     return torch.exp(matrix_entropy(states, mask))
 
 

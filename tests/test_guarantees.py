@@ -73,7 +73,9 @@ def test_all_excluded_task_reports_none_with_warning_and_keeps_accuracy(odd_run)
     for metric in ("diff_erank", "erank_m1", "erank_m0", "erank_m1_b", "diff_erank_b", "reduced_loss", "loss_m1"):
         assert row[f"{metric},none"] is None and row[f"{metric}_stderr,none"] == "N/A"
     assert row["erank_excluded,none"] == 4 and 0.0 <= row["acc,none"] <= 1.0
-    assert "every text was excluded" in done.stderr
+    # One warning for the task, with the count and the reason (was: one per metric, ten alike).
+    assert done.stderr.count("every text was excluded") == 1
+    assert "all_excluded: 4 of 4 texts have no eRank" in done.stderr and "4 have fewer than 2 tokens" in done.stderr
     group = results["results"]["odd_group"]
     assert group["diff_erank,none"] == results["results"]["local_erank_openbookqa"]["diff_erank,none"]
     for f in Path(out).rglob("*.json*"):
@@ -90,6 +92,8 @@ def test_empty_whitespace_and_long_texts(odd_run, odd_tasks):
     n_excluded = sum(by_doc[i]["erank_excluded"] for i in by_doc)
     assert row["erank_excluded,none"] == n_excluded >= 2  # "" (0 tokens) and "a" (1 token)
     assert by_doc[0]["erank_tokens"] == 0 and by_doc[0]["erank_excluded"] == 1
+    assert done.stderr.count("texts have no eRank") == 2  # one per task with exclusions: all_excluded, odd_texts
+    assert f"odd_texts: {n_excluded} of 12 texts have no eRank" in done.stderr
     assert by_doc[1]["erank_tokens"] >= 2 and by_doc[1]["erank_excluded"] == 0  # "   " tokenises to >= 2 tokens here
     assert by_doc[5]["erank_truncated"] == 1 and by_doc[5]["erank_tokens"] == 64
     assert row["erank_truncated,none"] == 1

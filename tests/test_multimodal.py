@@ -331,3 +331,31 @@ def test_llava_next_tiles_are_split_per_image(tmp_path):
             assert batch.rows[i]["entropy1"] == pytest.approx(matrix_entropy(features).item(), abs=1e-6)
             projected = model.model.multi_modal_projector(features)
             assert batch.rows[i]["entropy2"] == pytest.approx(matrix_entropy(projected).item(), abs=1e-6)
+
+
+def test_alignment_eranks_checks_its_arguments_before_any_forward(loaded):
+    model, processor = loaded
+    images = _images()
+    with pytest.raises(TypeError, match="texts must be a sequence of strings"):
+        mm.alignment_eranks(model, processor, images[:1], TEXTS[0])
+    with pytest.raises(ValueError, match="texts is empty"):
+        mm.alignment_eranks(model, processor, [], [])
+    with pytest.raises(TypeError, match="images must be a sequence.*single"):
+        mm.alignment_eranks(model, processor, images[0], TEXTS[:1])
+    with pytest.raises(ValueError, match="2 images but 1 texts"):
+        mm.alignment_eranks(model, processor, images[:2], TEXTS[:1])
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        mm.alignment_eranks(model, processor, images[:1], TEXTS[:1], batch_size=0)
+    with pytest.raises(ValueError, match="rotate must be a multiple of 90"):
+        mm.alignment_eranks(model, processor, images[:1], TEXTS[:1], rotate="ninety")
+    with pytest.raises(TypeError, match="processor must be the model's loaded processor"):
+        mm.alignment_eranks(model, "llava-hf/llava-1.5-7b-hf", images[:1], TEXTS[:1])
+
+
+def test_alignment_eranks_example_runs(loaded):
+    import doctest
+
+    model, processor = loaded
+    globs = {"model": model, "processor": processor, "images": _images(), "alignment_eranks": mm.alignment_eranks}
+    (test,) = doctest.DocTestFinder().find(mm.alignment_eranks, globs=globs)
+    assert test.examples and doctest.DocTestRunner().run(test).failed == 0

@@ -524,3 +524,30 @@ def test_dataset_erank_from_matrix_entropy_output():
 def test_dataset_erank_all_nan_raises(fn, entropies):
     with pytest.raises(ValueError):
         fn(entropies)
+
+
+# --------------------------------------------------------------------------- bounds at round-off
+
+
+def test_two_tokens_give_entropy_exactly_zero_and_erank_exactly_one():
+    """Issue 14: 2-token texts reported H = -2.2e-16 (eRank 0.9999999999999998) or +2e-15."""
+    g = torch.Generator().manual_seed(0)
+    for d in (1, 2, 8, 64):
+        states = torch.randn(50, 2, d, generator=g, dtype=torch.float64)
+        assert torch.equal(spectral.matrix_entropy(states), torch.zeros(50, dtype=torch.float64))
+        assert torch.equal(spectral.effective_rank(states), torch.ones(50, dtype=torch.float64))
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(2, 7), d=st.integers(1, 7), rank=st.integers(1, 7), seed=st.integers(0, 2**16))
+def test_entropy_and_erank_lie_within_their_bounds_exactly(n, d, rank, seed):
+    """0 <= H <= log min(N - 1, d) and 1 <= eRank <= min(N - 1, d), with no tolerance, also for
+    low-rank states (repeated directions) where round-off pushes past the bounds."""
+    g = torch.Generator().manual_seed(seed)
+    states = torch.randn(n, min(rank, d), generator=g) @ torch.randn(min(rank, d), d, generator=g)
+    h = float(spectral.matrix_entropy(states))
+    if math.isnan(h):
+        return
+    bound = min(n - 1, d)
+    assert 0.0 <= h <= math.log(bound)
+    assert 1.0 <= float(spectral.effective_rank(states)) <= bound
