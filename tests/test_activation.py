@@ -115,7 +115,7 @@ def test_entry_points_loaded_as_upstream_does_register_everything():
         r.metric_registry.get("erank_m1")  # the first name lm-eval asks for
         from lm_eval_erank import activation, metrics, multimodal_tasks
         from lm_eval_erank.model import ErankHFLM
-        specs = (*metrics.METRICS, *multimodal_tasks.MULTIMODAL_METRICS)
+        specs = (*metrics.METRICS, *metrics.TWIN_METRICS, *multimodal_tasks.MULTIMODAL_METRICS)
         names = [s.name for s in specs]
         assert declared["lm_eval.metrics"] == sorted(names), declared["lm_eval.metrics"]
         assert declared["lm_eval.aggregations"] == sorted(metrics.AGGREGATION_PREFIX + n for n in names)
