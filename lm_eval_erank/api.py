@@ -213,8 +213,7 @@ def make_twins(m1, seed, n_twins: int = 1, device=None, m0=None, cache_dir: str 
                swap: bool = False) -> list[TwinProvider]:
     """K = ``n_twins`` twin providers with seeds seed, seed + 1, ..., seed + K - 1 (each with its
     own M0-cache entry; ``m0``, an already-built twin, only for K = 1)."""
-    if isinstance(n_twins, bool) or not isinstance(n_twins, int) or n_twins < 1:
-        raise ValueError(f"m0_twins must be an integer >= 1, got {n_twins!r}")
+    n_twins = check_int("m0_twins", n_twins)
     if m0 is not None and n_twins > 1:
         raise ValueError("m0= gives one already-built twin; it cannot be combined with m0_twins > 1")
     first = validate_seed(seed)

@@ -63,9 +63,7 @@ class DiffErankCallback(TrainerCallback):
         self.m0_seed, self.layers_spec, self.batch_size = m0_seed, layers, batch_size
         self.max_length, self.prefix, self.at_start = max_length, prefix, at_start
         self.losses = losses
-        if isinstance(m0_twins, bool) or not isinstance(m0_twins, int) or m0_twins < 1:
-            raise ValueError(f"m0_twins must be an integer >= 1, got {m0_twins!r}")
-        self.m0_twins = m0_twins
+        self.m0_twins = check_int("m0_twins", m0_twins)
         self._m0: list[TextStatistics] | None = None
         self._m0_seeds: list[int] = []
         self._m0_checksums: list[str] = []
