@@ -8,7 +8,8 @@ When one of the watched modules has finished executing, it calls into
 ``lm_eval_erank.activation``:
 
 - ``lm_eval.api.registry``  -> the ``hf-erank`` / ``hf-multimodal-erank`` models as lazy names;
-- ``lm_eval.tasks.manager`` -> every TaskManager indexes the ``erank_*`` task directory;
+- ``lm_eval.tasks`` -> every TaskManager indexes the ``erank_*`` task directory and resolves
+  ``erank_<name>``;
 - ``lm_eval.evaluator`` or ``lm_eval_erank.tasks`` -> ``plugin.register()`` (metrics, models,
   errors, Ctrl-C-safe writers; imports torch, as any evaluation does).
 
@@ -23,7 +24,7 @@ ENV_VAR = "LM_EVAL_ERANK_AUTOLOAD"
 # module -> name of the lm_eval_erank.activation function to call once it has executed
 HOOKS = {
     "lm_eval.api.registry": "add_model_names",
-    "lm_eval.tasks.manager": "patch_task_manager",
+    "lm_eval.tasks": "patch_task_manager",  # defines or re-exports TaskManager in every release
     "lm_eval.evaluator": "register",
     "lm_eval_erank.tasks": "register",
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 
+from . import lm_eval_internals as internals
 from . import plugin
 
 # Every model name we register -> "module:class" (lm-eval's lazy placeholder form; the class's
@@ -21,27 +22,22 @@ MODELS = {
 
 
 def add_model_names() -> None:
-    """Make ``--model hf-erank`` resolvable without importing torch (lazy placeholders).
-
-    lm-eval's built-in names are registered first: its registry loads them only while empty."""
-    import lm_eval.models  # noqa: F401
-    from lm_eval.api.registry import model_registry
-
+    """Make ``--model hf-erank`` resolvable without importing torch (lazy placeholders)."""
+    internals.check_supported()
     for name, target in MODELS.items():
-        if name not in model_registry:
-            model_registry.register(name, target=target)
+        internals.add_lazy_model(name, target)
 
 
 def patch_task_manager() -> None:
     """Every TaskManager also indexes the shipped ``erank_*`` task directory and resolves
-    ``erank_<name>`` for any task, group or tag it knows (``wrapping.install``)."""
-    from lm_eval.tasks.manager import TaskManager
-
+    ``erank_<name>`` for any task, group or tag it knows (``wrapping``)."""
     from . import wrapping
 
-    if not getattr(TaskManager.__init__, "_erank_tasks", False):
-        TaskManager.__init__ = plugin._with_erank_tasks(TaskManager.__init__)
-    wrapping.install(TaskManager)
+    internals.check_supported()
+    internals.patch_task_manager(
+        internals.task_manager_class(), add_paths=plugin.with_erank_task_dir, resolve=wrapping.resolve,
+        expand=wrapping.expand,
+    )
 
 
 def register() -> None:
@@ -56,13 +52,6 @@ def release_entry_point_placeholders() -> None:
     aggregations and higher-is-better flags) under the same names, which would otherwise count
     as already taken. Only placeholders whose target lies in this package are touched.
     """
-    from lm_eval.api import registry
-
-    registries = {id(r): r for r in vars(registry).values() if isinstance(r, registry.Registry)}
-    for each in registries.values():
-        objs = getattr(each, "_objs", None)
-        if not isinstance(objs, dict):
-            continue
-        for alias, target in list(objs.items()):
-            if isinstance(target, md.EntryPoint) and target.value.startswith("lm_eval_erank."):
-                del objs[alias]
+    internals.drop_registry_entries(
+        keep=lambda target: not (isinstance(target, md.EntryPoint) and target.value.startswith("lm_eval_erank."))
+    )

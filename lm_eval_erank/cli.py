@@ -32,15 +32,12 @@ def main() -> None:
 
         print(task_dir())
         return
-    from lm_eval._cli import HarnessCLI
-    from lm_eval.utils import setup_logging
-
+    from .lm_eval_internals import harness_cli
     from .plugin import register
 
     register()
-    setup_logging()  # as lm_eval.__main__.cli_evaluate, with our section added to the help
-    parser = HarnessCLI()
+    cli, help_parsers = harness_cli()  # as lm_eval's own entry point, with our section in the help
     extra = model_arguments_help()
-    for help_parser in (parser._parser, parser._subparsers.choices["run"]):
+    for help_parser in help_parsers:
         help_parser.epilog = f"{help_parser.epilog or ''}\n{extra}"
-    parser.execute(parser.parse_args())
+    cli.execute(cli.parse_args())

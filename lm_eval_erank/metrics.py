@@ -216,15 +216,13 @@ def _passthrough(items):
 
 def register() -> None:
     """Register the metrics and aggregations with lm-eval and teach it their stderrs (idempotent)."""
-    import lm_eval.api.metrics as lm_metrics  # noqa: F401  (loads the built-ins first)
-    import lm_eval.evaluator_utils as evaluator_utils
+    import lm_eval.api.metrics  # noqa: F401  (loads the built-ins first)
+
+    from .lm_eval_internals import patch_function_everywhere
 
     register_specs(METRICS + TWIN_METRICS)
-    if not getattr(evaluator_utils.stderr_for_metric, "_erank_aware", False):
-        evaluator_utils.stderr_for_metric = _erank_aware_stderr(evaluator_utils.stderr_for_metric)
-        lm_metrics.stderr_for_metric = evaluator_utils.stderr_for_metric
-    if not getattr(lm_metrics.aggregate_subtask_metrics, "_skips_none", False):
-        lm_metrics.aggregate_subtask_metrics = _none_skipping(lm_metrics.aggregate_subtask_metrics)
+    patch_function_everywhere("stderr_for_metric", _erank_aware_stderr)
+    patch_function_everywhere("aggregate_subtask_metrics", _none_skipping)
 
 
 def register_specs(specs: tuple[MetricSpec, ...]) -> None:
@@ -277,7 +275,7 @@ def _named(spec: MetricSpec, name: str) -> Callable:
 
 def _none_skipping(original: Callable) -> Callable:
     """Group means over the subtasks that have a value (a task whose texts were all excluded
-    reports None); None when no subtask has one. Group.aggregate imports it at call time."""
+    reports None); None when no subtask has one."""
 
     def aggregate_subtask_metrics(metrics, sizes, weight_by_size=True):
         kept = [(m, s) for m, s in zip(metrics, sizes) if m is not None]
@@ -285,7 +283,6 @@ def _none_skipping(original: Callable) -> Callable:
             return None
         return original([m for m, _ in kept], [s for _, s in kept], weight_by_size)
 
-    aggregate_subtask_metrics._skips_none = True
     return aggregate_subtask_metrics
 
 
@@ -300,5 +297,4 @@ def _erank_aware_stderr(original: Callable) -> Callable:
             return None
         return lambda items: stderr(items, min(bootstrap_iters, MAX_BOOTSTRAP_ITERS))
 
-    stderr_for_metric._erank_aware = True
     return stderr_for_metric

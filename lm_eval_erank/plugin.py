@@ -56,16 +56,14 @@ def _missing_request(request_type: str):
     return missing
 
 
-def _with_erank_tasks(init):
-    def __init__(self, *args, include_path=None, **kwargs):
-        paths = [] if include_path is None else list(include_path) if isinstance(include_path, (list, tuple)) else [include_path]
-        ours = task_dir()
-        if all(Path(p).resolve() != ours.resolve() for p in paths):
-            paths.insert(0, ours)  # user paths come later and win on name clashes
-        init(self, *args, include_path=paths, **kwargs)
-
-    __init__._erank_tasks = True
-    return __init__
+def with_erank_task_dir(include_path) -> list:
+    """A TaskManager's ``include_path`` with the shipped task directory first (user paths come
+    later and win on name clashes)."""
+    paths = [] if include_path is None else list(include_path) if isinstance(include_path, (list, tuple)) else [include_path]
+    ours = task_dir()
+    if all(Path(p).resolve() != ours.resolve() for p in paths):
+        paths.insert(0, ours)
+    return paths
 
 
 @contextmanager
@@ -90,7 +88,6 @@ def _uninterruptible(method):
         with interrupts_deferred():
             return method(*args, **kwargs)
 
-    wrapper._uninterruptible = True
     return wrapper
 
 
@@ -118,7 +115,6 @@ def _with_erank_responses(method):
                 sample[ERANK_RESPONSE_KEY] = response
         return method(self, task_name, samples, *args, **kwargs)
 
-    wrapper._erank_responses = True
     return wrapper
 
 
@@ -146,18 +142,21 @@ def _checks_output_path(init):
         check_output_path(kwargs.get("output_path", args[0] if args else None))
         init(self, *args, **kwargs)
 
-    __init__._checks_output_path = True
     return __init__
 
 
 def register() -> None:
+    """Everything above (idempotent); UnsupportedLmEvalError first if the installed lm-eval is
+    outside the supported releases."""
     global _registered
     if _registered:
         return
+    from . import lm_eval_internals as internals
+
+    internals.check_supported()
     import lm_eval.api.metrics  # noqa: F401
     import lm_eval.models  # noqa: F401
     from lm_eval.api.model import LM
-    from lm_eval.loggers.evaluation_tracker import EvaluationTracker
 
     from . import metrics, multimodal_tasks
     from .activation import patch_task_manager, release_entry_point_placeholders
@@ -172,12 +171,9 @@ def register() -> None:
     for request_type in REQUEST_SERVERS:
         if not hasattr(LM, request_type):
             setattr(LM, request_type, _missing_request(request_type))
-    if not getattr(EvaluationTracker.save_results_samples, "_erank_responses", False):
-        EvaluationTracker.save_results_samples = _with_erank_responses(EvaluationTracker.save_results_samples)
-    if not getattr(EvaluationTracker.__init__, "_checks_output_path", False):
-        EvaluationTracker.__init__ = _checks_output_path(EvaluationTracker.__init__)
-    for name in ("save_results_aggregated", "save_results_samples"):
-        method = getattr(EvaluationTracker, name)
-        if not getattr(method, "_uninterruptible", False):
-            setattr(EvaluationTracker, name, _uninterruptible(method))
+    tracker = internals.evaluation_tracker_class()
+    internals.patch_method(tracker, "save_results_samples", _with_erank_responses)
+    internals.patch_method(tracker, "__init__", _checks_output_path)
+    for name in internals.TRACKER_WRITERS:  # after the sample hook: it runs inside the deferral
+        internals.patch_method(tracker, name, _uninterruptible)
     _registered = True

@@ -38,18 +38,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import lm_eval.tasks
 from lm_eval import utils
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
-from lm_eval.tasks._yaml_loader import load_yaml
 
+from .lm_eval_internals import lm_eval_tasks_dir, load_yaml
 from .metrics import METRIC_NAMES, TWIN_METRICS, layer_metric_base, metric_list_entries, per_document_values
 
 logger = logging.getLogger("lm_eval.erank.tasks")
 
 ERANK_REQUEST = "erank"
-LM_EVAL_TASKS_DIR = Path(lm_eval.tasks.__file__).parent
+LM_EVAL_TASKS_DIR = lm_eval_tasks_dir()
 _OWN_KEYS = ("class", "erank_base", "erank_text", "erank_only")
 
 
@@ -58,7 +57,7 @@ def load_base_config(relative_yaml: str) -> dict[str, Any]:
     path = LM_EVAL_TASKS_DIR / relative_yaml
     if not path.is_file():
         raise FileNotFoundError(f"erank_base {relative_yaml!r} is not a task YAML of lm-eval ({path})")
-    config = load_yaml(path, resolve_func=True)
+    config = load_yaml(path, resolve_functions=True)
     for key in ("tag", "group", "task_list"):
         config.pop(key, None)
     return config

@@ -1,14 +1,15 @@
 """``erank_<name>``: any task, group or tag lm-eval knows, with Diff-eRank beside its metrics.
 
-lm-eval 0.4.13's ``TaskManager`` resolves names through its index (``{name: Entry}``, built once
-from the YAML directories). :func:`install` patches two of its methods, the only lm-eval
-internals this module touches:
+lm-eval's ``TaskManager`` resolves names through its index, built once from the YAML
+directories. ``lm_eval_internals.patch_task_manager`` (where the releases' index and lookup
+differ) calls two functions of this module, which see the index only through
+``lm_eval_internals.TaskIndex``:
 
-- ``TaskManager._entry(name)`` (the lookup behind ``load``): a name the index lacks that reads
-  ``erank_<X>``, with X in the index, is resolved on demand: entries for ``erank_X`` (and, for
-  a group or tag, for its whole tree) are added to that manager's index and returned;
-- ``TaskManager.match_tasks(patterns)`` (how the CLI checks ``--tasks``): a pattern that
-  matches nothing and reads ``erank_<P>`` matches ``erank_<X>`` for every X that P matches.
+- :func:`resolve` for a name the index lacks (before lm-eval looks it up): a name that reads
+  ``erank_<X>``, with X in the index, gets entries for ``erank_X`` (and, for a group or tag,
+  for its whole tree) added to that manager's index;
+- :func:`expand` for a ``--tasks`` pattern that matches nothing: ``erank_<P>`` matches
+  ``erank_<X>`` for every X that P matches.
 
 The listings (``all_tasks``, ``lm_eval ls tasks``) are computed when the manager is built and
 stay as they were: generated names are never listed.
@@ -36,10 +37,10 @@ import copy
 import functools
 from typing import Any
 
-from lm_eval import utils
 from lm_eval.api.task import ConfigurableTask
-from lm_eval.tasks._index import Entry, Kind
-from lm_eval.tasks._yaml_loader import load_yaml
+
+from . import lm_eval_internals as internals
+from .lm_eval_internals import TaskIndex, task_index
 
 PREFIX = "erank_"
 _STRUCTURAL_KEYS = ("tag", "group", "task_list")
@@ -49,59 +50,46 @@ class WrapError(ValueError):
     """``erank_<name>`` cannot be built for this name."""
 
 
-def install(manager_cls) -> None:
-    """Teach ``manager_cls`` (lm-eval's ``TaskManager``) the ``erank_<name>`` names (idempotent)."""
-    if getattr(manager_cls._entry, "_erank_wrapping", False):
-        return
-    lookup, match = manager_cls._entry, manager_cls.match_tasks
-
-    @functools.wraps(lookup)
-    def _entry(self, name):
-        entry = lookup(self, name)
-        if entry is None and isinstance(name, str) and name.startswith(PREFIX) and name[len(PREFIX):] in self._index:
-            entry = wrap(self._index, name[len(PREFIX):])
-        return entry
-
-    @functools.wraps(match)
-    def match_tasks(self, task_list):
-        matched = set(match(self, task_list))
-        for pattern in task_list:
-            if isinstance(pattern, str) and pattern.startswith(PREFIX) and not match(self, [pattern]):
-                for base in utils.pattern_match([pattern[len(PREFIX):]], self.all_tasks):
-                    matched.add(wrap(self._index, base).name)
-        return sorted(matched)
-
-    _entry._erank_wrapping = match_tasks._erank_wrapping = True
-    manager_cls._entry, manager_cls.match_tasks = _entry, match_tasks
+def resolve(index: TaskIndex, name: str) -> None:
+    """Add ``name``'s entries to ``index`` when it reads ``erank_<X>`` with X in the index."""
+    if name.startswith(PREFIX) and name not in index and name[len(PREFIX):] in index:
+        wrap(index, name[len(PREFIX):])
 
 
-def wrap(index: dict[str, Entry], base: str) -> Entry:
-    """The entry of ``erank_<base>`` in ``index``, adding it (and its tree) when absent.
+def expand(index: TaskIndex, pattern: str, names: list[str]) -> list[str]:
+    """The wrapped names a ``--tasks`` pattern ``erank_<P>`` stands for: ``erank_<X>`` for every
+    X of ``names`` that P matches (added to ``index``)."""
+    if not pattern.startswith(PREFIX):
+        return []
+    return [wrap(index, base) for base in internals.pattern_match([pattern[len(PREFIX):]], names)]
 
-    ``index`` is a TaskManager's ``{name: Entry}``; ``base`` must be in it.
+
+def wrap(index, base: str) -> str:
+    """The name of ``erank_<base>`` in ``index``, adding its entry (and its tree) when absent.
+
+    ``index``: a :class:`~lm_eval_erank.lm_eval_internals.TaskIndex`, a TaskManager, or a
+    0.4.12+ ``{name: Entry}``; ``base`` must be in it.
     """
+    index = task_index(index)
     name = PREFIX + base
     if name in index:
-        return index[name]
-    entry = index[base]
-    if entry.kind is Kind.TAG:
-        members = sorted(m for m in entry.tags if m in index)
-        wrapped = Entry(name=name, kind=Kind.TAG, yaml_path=None, tags={wrap(index, m).name for m in members})
-    elif entry.kind is Kind.GROUP:
-        wrapped = Entry(name=name, kind=Kind.GROUP, yaml_path=None, cfg=_group_config(index, name, _config(entry), base))
+        return name
+    kind = index.kind(base)
+    if kind == "tag":
+        index.add_tag(name, [wrap(index, m) for m in index.members(base) if m in index])
+    elif kind == "group":
+        index.add_group(name, _group_config(index, name, _config(index, base), base))
     else:
-        wrapped = Entry(name=name, kind=Kind.PY_TASK, yaml_path=None, cfg=_task_config(name, _config(entry), base))
-    index[name] = wrapped
-    return wrapped
+        index.add_task(name, _task_config(name, _config(index, base), base))
+    return name
 
 
-def _config(entry: Entry) -> dict[str, Any]:
+def _config(index: TaskIndex, base: str) -> dict[str, Any]:
     """The entry's full config, ``!function`` references resolved (as lm-eval's factory loads it)."""
-    if entry.yaml_path is not None:
-        return load_yaml(entry.yaml_path, resolve_func=True)
-    if entry.cfg is None:
-        raise WrapError(f"{PREFIX}{entry.name}: '{entry.name}' has no config to wrap")
-    return copy.deepcopy(entry.cfg)
+    config = index.config(base)
+    if config is None:
+        raise WrapError(f"{PREFIX}{base}: '{base}' has no config to wrap")
+    return config
 
 
 def _task_config(name: str, config: dict[str, Any], base: str) -> dict[str, Any]:
@@ -132,10 +120,10 @@ def erank_group_aggregates() -> tuple[dict[str, Any], ...]:
     ``erank_lm`` group, so every group reports the same ones."""
     from .plugin import task_dir
 
-    return tuple(load_yaml(task_dir() / "erank_lm.yaml", resolve_func=False)["aggregate_metric_list"])
+    return tuple(internals.load_yaml(task_dir() / "erank_lm.yaml", resolve_functions=False)["aggregate_metric_list"])
 
 
-def _group_config(index: dict[str, Entry], name: str, config: dict[str, Any], base: str) -> dict[str, Any]:
+def _group_config(index: TaskIndex, name: str, config: dict[str, Any], base: str) -> dict[str, Any]:
     """``erank_<base>``'s group config: ``base``'s own with every member wrapped and the eRank
     metrics added to its aggregates (group-level task overrides kept)."""
     config = _with_erank_aggregates(config)
@@ -156,28 +144,27 @@ def _as_list(value) -> list:
     return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _member(index: dict[str, Entry], item, group: str, base_group: str):
+def _member(index: TaskIndex, item, group: str, base_group: str):
     """One ``task:`` item of a wrapped group, as lm-eval's factory reads it (name, ``{task:}``
     or ``{group:}`` reference with overrides, or an inline definition)."""
     if isinstance(item, str):
         if item not in index:
             raise WrapError(f"{group}: group '{base_group}' lists '{item}', which lm-eval does not know")
-        return wrap(index, item).name
+        return wrap(index, item)
     if not isinstance(item, dict):
         raise WrapError(f"{group}: unsupported member {item!r} of group '{base_group}'")
     if "group" in item:
         if item["group"] in index:
-            return {**item, "group": wrap(index, item["group"]).name}
+            return {**item, "group": wrap(index, item["group"])}
         inline = _with_erank_aggregates(item)  # an inline subgroup: lm-eval names it '<group>::<name>'
         inline["task"] = [_member(index, m, f"{group}::{item['group']}", item["group"]) for m in _as_list(item.get("task"))]
         return inline
     if "task" not in item:
         return item  # lm-eval's factory reports it
     if item["task"] in index:
-        return {**item, "task": wrap(index, item["task"]).name}
+        return {**item, "task": wrap(index, item["task"])}
     # An inline task (lm-eval names it '<group>::<task>'): registered under that name, so it is
     # built as an ErankTask; the item's own keys still override the group's, as for the base.
     name = f"{group}::{item['task']}"
-    index[name] = Entry(name=name, kind=Kind.PY_TASK, yaml_path=None,
-                        cfg=_task_config(name, copy.deepcopy(item), f"{base_group}::{item['task']}"))
+    index.add_task(name, _task_config(name, copy.deepcopy(item), f"{base_group}::{item['task']}"))
     return {**item, "task": name}

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 import pytest
 import yaml
 from lm_eval.tasks import TaskManager
-from lm_eval.tasks._index import Entry, Kind
-from lm_eval.tasks._yaml_loader import load_yaml
 
 from lm_eval_erank import example
+from lm_eval_erank.lm_eval_internals import TaskIndex, task_index
 from lm_eval_erank.plugin import register
 from lm_eval_erank.tasks import ERANK_REQUEST, LM_EVAL_TASKS_DIR, ErankTask, GoldTextError
 from lm_eval_erank.wrapping import WrapError, wrap
@@ -148,39 +148,44 @@ def catalogue():
 
 
 def test_catalogue_names_resolve_to_their_configs(catalogue):
+    index = task_index(catalogue)
     names = ["erank_arc_easy", "erank_hellaswag", "erank_mmlu", "erank_leaderboard_mmlu_pro"]
     assert catalogue.match_tasks(names) == sorted(names)
     arcs = catalogue.match_tasks(["erank_arc_*"])  # a pattern: every name it matches, wrapped
     assert {"erank_arc_easy", "erank_arc_challenge"} <= set(arcs)
     assert arcs == sorted("erank_" + n for n in catalogue.all_tasks if n.startswith("arc_"))
     for name in ("erank_arc_easy", "erank_hellaswag", "erank_leaderboard_mmlu_pro"):
-        base = catalogue.task_index[name[len("erank_"):]]
-        cfg, base_cfg = catalogue._entry(name).cfg, load_yaml(base.yaml_path, resolve_func=False)
+        cfg, base_cfg = index.config(name), index.config(name[len("erank_"):])
         assert cfg["class"] is ErankTask and cfg["task"] == name and cfg["output_type"] == "multiple_choice"
-        for key in ("dataset_path", "doc_to_target", "test_split", "num_fewshot", "fewshot_config"):
+        for key in ("dataset_path", "doc_to_target", "test_split", "num_fewshot"):
             assert cfg.get(key) == base_cfg.get(key), (name, key)
+        assert set(cfg.get("fewshot_config") or {}) == set(base_cfg.get("fewshot_config") or {}), name
         assert "tag" not in cfg and cfg["metadata"]["erank_wraps"] == name[len("erank_"):]
     # mmlu: the group, its four categories, the 57 subjects, with acc and the eRank metrics aggregated
-    top = catalogue._entry("erank_mmlu").cfg
+    top = index.config("erank_mmlu")
     assert top["task"] == ["erank_mmlu_stem", "erank_mmlu_other", "erank_mmlu_social_sciences", "erank_mmlu_humanities"]
     subjects = set()
     for category in top["task"]:
-        cfg = catalogue._entry(category).cfg
+        cfg = index.config(category)
         assert [a["metric"] for a in cfg["aggregate_metric_list"]][:2] == ["acc", "diff_erank"]
         (tag,) = cfg["task"]
-        subjects |= catalogue.task_index[tag].tags
-    assert len(subjects) == 57 and all(catalogue.task_index[s].cfg["class"] is ErankTask for s in subjects)
-    anatomy = catalogue.task_index["erank_mmlu_anatomy"].cfg
+        assert index.kind(tag) == "tag"
+        subjects |= set(index.members(tag))
+    assert len(subjects) == 57 and all(index.config(s)["class"] is ErankTask for s in subjects)
+    anatomy = index.config("erank_mmlu_anatomy")
     assert anatomy["output_type"] == "multiple_choice" and anatomy["dataset_name"] == "anatomy"
     # nothing generated is listed
-    assert not [t for t in catalogue.all_tasks if t.startswith("erank_") and t[6:] in catalogue.all_tasks]
+    listed = set(re.findall(r"[\w\-]+", catalogue.list_all_tasks()))
+    assert "arc_easy" in listed and not [t for t in listed if t.startswith("erank_") and t[6:] in listed]
 
 
 def test_catalogue_gold_text_on_a_local_doc(catalogue, tmp_path):
     doc = {"id": "x", "question": "Which is a liquid?", "answerKey": "C",
            "choices": {"text": ["rock", "ice", "water"], "label": ["A", "B", "C"]}}
     path = example.write_jsonl(tmp_path / "arc.jsonl", [doc])
-    cfg = {**catalogue._entry("erank_arc_easy").cfg, **_local(path), "training_split": None, "validation_split": None}
+    catalogue.match_tasks(["erank_arc_easy"])
+    cfg = {**task_index(catalogue).config("erank_arc_easy"), **_local(path), "training_split": None,
+           "validation_split": None}
     task = cfg.pop("class")(config=cfg)
     assert task.erank_text(doc) == "Question: Which is a liquid?\nAnswer: water"
 
@@ -192,20 +197,40 @@ def test_precedence_and_double_wrapping(wrap_dir, tmp_path):
     (own / "erank_mine.yaml").write_text(yaml.safe_dump(
         {"task": "erank_wrap_piqa", "include": str(wrap_dir / "wrap_piqa.yaml"), "num_fewshot": 3}), encoding="utf-8")
     manager = TaskManager(include_path=[str(wrap_dir), str(own)], include_defaults=False)
-    assert manager._entry("erank_wrap_piqa").yaml_path == own / "erank_mine.yaml"  # the user's own wins
-    assert manager._entry("erank_piqa").yaml_path.name == "erank_piqa.yaml"  # the shipped YAML wins
+    index = task_index(manager)
+    assert index.yaml_path("erank_wrap_piqa") == own / "erank_mine.yaml"  # the user's own wins
+    assert index.yaml_path("erank_piqa").name == "erank_piqa.yaml"  # the shipped YAML wins
     with pytest.raises(WrapError, match="erank_piqa' already reports Diff-eRank"):
         manager.match_tasks(["erank_erank_piqa"])
     with pytest.raises(WrapError, match="already reports Diff-eRank"):
-        manager.load(["erank_wrap_erank"])  # a group of erank tasks
+        manager.load_task_or_group(["erank_wrap_erank"])  # a group of erank tasks
     assert manager.match_tasks(["erank_no_such_task"]) == []
+
+
+class _OneTaskIndex(TaskIndex):
+    """A task index holding one Python-class task ``x`` (no lm-eval manager)."""
+
+    def __init__(self, cls):
+        self.configs = {"x": {"task": "x", "class": cls}}
+
+    def __contains__(self, name):
+        return name in self.configs
+
+    def kind(self, name):
+        return "python_task" if name in self.configs else None
+
+    def config(self, name):
+        return dict(self.configs[name])
+
+    def add_task(self, name, config):
+        self.configs[name] = config
 
 
 def test_python_task_classes_are_refused():
     class Custom:  # a Python task class other than ConfigurableTask
         pass
 
-    index = {"x": Entry(name="x", kind=Kind.PY_TASK, yaml_path=None, cfg={"task": "x", "class": Custom})}
+    index = _OneTaskIndex(Custom)
     with pytest.raises(WrapError, match="Python task class"):
         wrap(index, "x")
     assert "erank_x" not in index

@@ -1,0 +1,420 @@
+"""Every touch of lm-eval's internals, for each supported release (0.4.10 to 0.4.13).
+
+The rest of the package reaches lm-eval's non-public parts only through this module. Where the
+releases differ, the difference is found by testing for the feature (a module, a function, an
+attribute), never by comparing version strings; the version is compared once, in
+:func:`check_supported`, to refuse releases no test has proven.
+
+=================================  ==========================================================
+What we touch                      How it differs across the supported releases
+=================================  ==========================================================
+``TaskManager``                    0.4.12+: ``lm_eval.tasks.manager`` with an ``Entry`` index
+                                   (``_entry``); 0.4.10/0.4.11: ``lm_eval.tasks`` with a dict
+                                   index (``_load_individual_task_or_group``). Both are
+                                   importable as ``lm_eval.tasks.TaskManager``.
+task index (``erank_<name>``)      ``{name: Entry}`` vs ``{name: {"type", "yaml_path", "task"}}``:
+                                   :func:`task_index` gives both one interface.
+YAML loader                        0.4.12+: ``lm_eval.tasks._yaml_loader.load_yaml``;
+                                   0.4.10/0.4.11: ``lm_eval.utils.load_yaml_config``, whose
+                                   ``!function`` finds only files next to the YAML (patched to
+                                   import a module by name as 0.4.12+ does).
+``stderr_for_metric``              bound by name in ``lm_eval.api.metrics`` and
+                                   ``lm_eval.evaluator_utils`` in all: both bindings replaced.
+``aggregate_subtask_metrics``      0.4.12+: looked up in ``lm_eval.api.metrics`` at call time
+                                   (``api/group.py``); 0.4.10/0.4.11: bound by name in
+                                   ``lm_eval.evaluator_utils``: every binding replaced.
+``EvaluationTracker`` writers      ``save_results_aggregated`` / ``save_results_samples`` and
+                                   ``__init__(output_path=...)``: the same in all.
+registries                         ``Registry._objs`` and lazy ``register(name, target=...)``:
+                                   the same in all (``lm_eval.api.registry``).
+CLI                                ``lm_eval._cli.HarnessCLI`` (``_parser``, ``_subparsers``) and
+                                   ``lm_eval.utils.setup_logging``: the same in all.
+=================================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import importlib.metadata as md
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+SUPPORTED_LM_EVAL = ("0.4.10", "0.4.13")  # oldest, newest: the releases CI proves (both ends)
+
+
+class UnsupportedLmEvalError(RuntimeError):
+    """The installed lm-eval is outside the releases this plugin supports."""
+
+
+def _release(version: str) -> tuple[int, int, int]:
+    """``"0.4.13"`` -> (0, 4, 13); pre/dev/post/local parts are dropped (``0.4.14.dev0`` -> (0, 4, 14))."""
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    if match is None:
+        raise UnsupportedLmEvalError(f"cannot read lm-eval's version {version!r}")
+    return tuple(int(part or 0) for part in match.groups())
+
+
+def lm_eval_version() -> str:
+    """The installed lm-eval's version string (``lm-eval`` distribution metadata)."""
+    return md.version("lm-eval")
+
+
+def check_supported(version: str | None = None) -> None:
+    """UnsupportedLmEvalError naming the supported range unless ``version`` (default: the
+    installed lm-eval) lies in it.
+
+    >>> check_supported("0.4.13")
+    >>> check_supported("0.4.9")
+    Traceback (most recent call last):
+    ...
+    lm_eval_erank.lm_eval_internals.UnsupportedLmEvalError: lm-eval-erank supports lm-eval 0.4.10 to 0.4.13; this environment has lm-eval 0.4.9. Install a supported release: pip install 'lm-eval>=0.4.10,<=0.4.13'
+    """
+    version = lm_eval_version() if version is None else version
+    oldest, newest = SUPPORTED_LM_EVAL
+    if not _release(oldest) <= _release(version) <= _release(newest):
+        raise UnsupportedLmEvalError(
+            f"lm-eval-erank supports lm-eval {oldest} to {newest}; this environment has lm-eval {version}. "
+            f"Install a supported release: pip install 'lm-eval>={oldest},<={newest}'"
+        )
+
+
+# ---- patching helpers ---------------------------------------------------------------------------
+
+def _marker(make_wrapper: Callable) -> str:
+    return f"_erank_patched_by_{make_wrapper.__name__}"
+
+
+def patch_method(cls, name: str, make_wrapper: Callable[[Callable], Callable]) -> None:
+    """``cls.name = make_wrapper(cls.name)`` unless ``make_wrapper`` already wrapped it (its
+    mark survives further wrapping by ``functools.wraps``, which copies ``__dict__``)."""
+    original, marker = getattr(cls, name), _marker(make_wrapper)
+    if not getattr(original, marker, False):
+        wrapper = make_wrapper(original)
+        setattr(wrapper, marker, True)
+        setattr(cls, name, wrapper)
+
+
+def patch_function_everywhere(name: str, make_wrapper: Callable[[Callable], Callable]) -> None:
+    """Replace the function ``lm_eval.api.metrics.<name>`` in every lm-eval module that binds it
+    by name (the binding differs across releases), with one wrapper."""
+    modules = [importlib.import_module(m) for m in ("lm_eval.api.metrics", "lm_eval.evaluator_utils", "lm_eval.api.group")
+               if importlib.util.find_spec(m) is not None]
+    original, marker = getattr(modules[0], name), _marker(make_wrapper)
+    if getattr(original, marker, False):
+        return
+    wrapper = make_wrapper(original)
+    setattr(wrapper, marker, True)
+    for module in modules:
+        if getattr(module, name, None) is original:
+            setattr(module, name, wrapper)
+
+
+# ---- registries, tracker, CLI -------------------------------------------------------------------
+
+def registry_module():
+    import lm_eval.api.registry as registry
+
+    return registry
+
+
+def add_lazy_model(name: str, target: str) -> None:
+    """Register ``name`` as a lazy ``"module:Class"`` placeholder (no import until first use)."""
+    import lm_eval.models  # noqa: F401  (built-ins first: the registry loads them only while empty)
+
+    registry = registry_module()
+    if name not in registry.model_registry:
+        registry.model_registry.register(name, target=target)
+
+
+def drop_registry_entries(keep: Callable[[Any], bool]) -> None:
+    """Delete every entry of lm-eval's registries whose raw target ``keep`` rejects."""
+    registry = registry_module()
+    for each in {id(r): r for r in vars(registry).values() if isinstance(r, registry.Registry)}.values():
+        objs = getattr(each, "_objs", None)
+        if isinstance(objs, dict):
+            for alias, target in list(objs.items()):
+                if not keep(target):
+                    del objs[alias]
+
+
+def evaluation_tracker_class():
+    from lm_eval.loggers.evaluation_tracker import EvaluationTracker
+
+    return EvaluationTracker
+
+
+TRACKER_WRITERS = ("save_results_aggregated", "save_results_samples")
+
+
+def harness_cli():
+    """lm-eval's CLI object (``HarnessCLI``), logging set up as ``lm_eval``'s entry point does;
+    returns (cli, the parsers whose help a plugin may extend)."""
+    from lm_eval._cli import HarnessCLI
+    from lm_eval.utils import setup_logging
+
+    setup_logging()
+    cli = HarnessCLI()
+    return cli, [cli._parser, cli._subparsers.choices["run"]]
+
+
+# ---- tasks ------------------------------------------------------------------------------------
+
+TASK_MANAGER_MODULE = "lm_eval.tasks"  # the package that defines or re-exports TaskManager in every release
+
+
+def task_manager_class():
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager
+
+
+def lm_eval_tasks_dir() -> Path:
+    import lm_eval.tasks
+
+    return Path(lm_eval.tasks.__file__).parent
+
+
+def _new_yaml_loader():
+    try:
+        from lm_eval.tasks._yaml_loader import load_yaml
+    except ImportError:
+        return None
+    return load_yaml
+
+
+def load_yaml(path, resolve_functions: bool = True) -> dict[str, Any]:
+    """A task YAML as lm-eval loads it (``include`` merged; ``!function`` resolved or not)."""
+    new = _new_yaml_loader()
+    if new is not None:
+        return new(path, resolve_func=resolve_functions)
+    from lm_eval import utils
+
+    install_function_import_fallback()
+    return utils.load_yaml_config(yaml_path=str(path), mode="full" if resolve_functions else "simple")
+
+
+def install_function_import_fallback() -> None:
+    """lm-eval 0.4.10/0.4.11 resolve ``!function a.b.f`` only from a file ``a.b.py`` next to the
+    YAML; fall back to importing module ``a.b`` by name, as 0.4.12+ do (our YAMLs and the
+    README name ``!function lm_eval_erank.tasks.ErankTask``). No-op where the new loader exists."""
+    if _new_yaml_loader() is not None:
+        return
+    from lm_eval import utils
+
+    def importing_by_name(original):
+        def import_function(loader, node, yaml_path):
+            qualified = loader.construct_scalar(node)
+            module_name, _, function_name = qualified.rpartition(".")
+            if module_name and not (Path(yaml_path).parent / f"{module_name}.py").is_file():
+                try:
+                    return getattr(importlib.import_module(module_name), function_name)
+                except (ImportError, AttributeError):
+                    pass  # lm-eval's own error below
+            return original(loader, node, yaml_path)
+
+        return import_function
+
+    if not getattr(utils.import_function, _marker(importing_by_name), False):
+        utils.import_function = importing_by_name(utils.import_function)
+        setattr(utils.import_function, _marker(importing_by_name), True)
+
+
+class TaskIndex:
+    """One interface over a TaskManager's task index, whatever its release's representation.
+
+    ``kind(name)``: "task" (YAML task), "python_task" (a config naming a ``class``), "group",
+    "tag" or None; ``config(name)``: the full config, ``!function`` resolved; ``members(tag)``;
+    ``yaml_path(name)``: the file it comes from (None if generated); ``add_task`` /
+    ``add_group`` / ``add_tag`` insert generated entries.
+    """
+
+    def __contains__(self, name) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class EntryIndex(TaskIndex):
+    """0.4.12+: ``{name: Entry(name, kind, yaml_path, cfg, tags)}``."""
+
+    def __init__(self, entries: dict):
+        from lm_eval.tasks._index import Entry, Kind
+
+        self.entries, self._entry, self._kind = entries, Entry, Kind
+
+    def __contains__(self, name):
+        return name in self.entries
+
+    def kind(self, name):
+        entry = self.entries.get(name)
+        if entry is None:
+            return None
+        return {self._kind.TAG: "tag", self._kind.GROUP: "group", self._kind.PY_TASK: "python_task"}.get(entry.kind, "task")
+
+    def config(self, name):
+        entry = self.entries[name]
+        if entry.yaml_path is not None:
+            return load_yaml(entry.yaml_path)
+        return None if entry.cfg is None else copy.deepcopy(entry.cfg)
+
+    def members(self, name):
+        return sorted(self.entries[name].tags)
+
+    def yaml_path(self, name):
+        path = self.entries[name].yaml_path
+        return None if path is None else Path(path)
+
+    def add_task(self, name, config):
+        self.entries[name] = self._entry(name=name, kind=self._kind.PY_TASK, yaml_path=None, cfg=config)
+
+    def add_group(self, name, config):
+        self.entries[name] = self._entry(name=name, kind=self._kind.GROUP, yaml_path=None, cfg=config)
+
+    def add_tag(self, name, members):
+        self.entries[name] = self._entry(name=name, kind=self._kind.TAG, yaml_path=None, tags=set(members))
+
+
+class DictIndex(TaskIndex):
+    """0.4.10/0.4.11: ``manager._task_index = {name: {"type", "yaml_path", "task"}}``; generated
+    configs are kept under ``"erank_config"``, served by the patched ``_get_config`` and
+    ``_name_is_registered``; like 0.4.12+, generated names are never listed."""
+
+    def __init__(self, manager):
+        self.manager, self.entries = manager, manager._task_index
+
+    def __contains__(self, name):
+        return name in self.entries
+
+    def kind(self, name):
+        entry = self.entries.get(name)
+        return None if entry is None else entry["type"]
+
+    def config(self, name):
+        entry = self.entries[name]
+        if "erank_config" in entry:
+            return copy.deepcopy(entry["erank_config"])
+        if entry["yaml_path"] == -1:
+            return None
+        return load_yaml(entry["yaml_path"])
+
+    def members(self, name):
+        return list(self.entries[name]["task"])
+
+    def yaml_path(self, name):
+        entry = self.entries[name]
+        return None if entry["yaml_path"] == -1 or "erank_config" in entry else Path(entry["yaml_path"])
+
+    def _add(self, name, entry):
+        self.entries[name] = entry  # not listed: the patched _name_is_registered finds it
+
+    def add_task(self, name, config):
+        # lm-eval 0.4.10's run log prints every task's yaml_path as a path: show the base's file
+        base = config.get("metadata", {}).get("erank_wraps", "")
+        source = self.yaml_path(base) if base in self.entries else None
+        self._add(name, {"type": "python_task", "yaml_path": str(source or f"erank_ wrapper of {base}"),
+                         "erank_config": config})
+
+    def add_group(self, name, config):
+        self._add(name, {"type": "group", "task": -1, "yaml_path": -1, "erank_config": config})
+
+    def add_tag(self, name, members):
+        self._add(name, {"type": "tag", "task": list(members), "yaml_path": -1})
+
+
+def task_index(manager_or_entries) -> TaskIndex:
+    """The :class:`TaskIndex` of a TaskManager (or of a 0.4.12+ ``{name: Entry}`` dict)."""
+    if isinstance(manager_or_entries, TaskIndex):
+        return manager_or_entries
+    if isinstance(manager_or_entries, dict):
+        return EntryIndex(manager_or_entries)
+    if hasattr(manager_or_entries, "_entry"):
+        return EntryIndex(manager_or_entries._index)
+    return DictIndex(manager_or_entries)
+
+
+def patch_task_manager(manager_cls, add_paths: Callable, resolve: Callable, expand: Callable) -> None:
+    """Teach ``manager_cls`` (idempotent):
+
+    - ``add_paths(include_path) -> include_path`` runs on every ``__init__``'s ``include_path``;
+    - ``resolve(index, name)`` is asked about every name the index lacks before it is looked
+      up, and may add entries for it to ``index`` (a :class:`TaskIndex`);
+    - ``expand(index, pattern, all_names) -> names`` for a ``--tasks`` pattern that matches nothing.
+    """
+
+    def make_init(init):
+        @functools.wraps(init)
+        def __init__(self, *args, include_path=None, **kwargs):
+            init(self, *args, include_path=add_paths(include_path), **kwargs)
+
+        return __init__
+
+    def make_match(match):
+        @functools.wraps(match)
+        def match_tasks(self, task_list):
+            index, matched = task_index(self), set(match(self, task_list))
+            for pattern in [task_list] if isinstance(task_list, str) else task_list:  # 0.4.10 passes one str
+                if isinstance(pattern, str) and not match(self, [pattern]):
+                    matched.update(expand(index, pattern, list(self.all_tasks)))
+            return sorted(matched)
+
+        return match_tasks
+
+    patch_method(manager_cls, "__init__", make_init)
+    patch_method(manager_cls, "match_tasks", make_match)
+    if hasattr(manager_cls, "_entry"):  # 0.4.12+: every lookup goes through _entry(name)
+        def make_entry(lookup):
+            @functools.wraps(lookup)
+            def _entry(self, name):
+                entry = lookup(self, name)
+                if entry is None and isinstance(name, str):
+                    resolve(task_index(self), name)
+                    entry = lookup(self, name)
+                return entry
+
+            return _entry
+
+        patch_method(manager_cls, "_entry", make_entry)
+        return
+
+    # 0.4.10/0.4.11: names reach _load_individual_task_or_group (loading), _get_config, and
+    # _name_is_registered (which reads the listed names, where generated ones stay out)
+    def make_load(load):
+        @functools.wraps(load)
+        def _load_individual_task_or_group(self, name_or_config=None, *args, **kwargs):
+            name = name_or_config.get("task", name_or_config.get("group")) if isinstance(name_or_config, dict) else name_or_config
+            if isinstance(name, str) and name not in self._task_index:
+                resolve(task_index(self), name)
+            return load(self, name_or_config, *args, **kwargs)
+
+        return _load_individual_task_or_group
+
+    def make_get_config(get_config):
+        @functools.wraps(get_config)
+        def _get_config(self, name):
+            entry = self._task_index.get(name)
+            if entry is not None and "erank_config" in entry:
+                return copy.deepcopy(entry["erank_config"])
+            return get_config(self, name)
+
+        return _get_config
+
+    def make_registered(registered):
+        @functools.wraps(registered)
+        def _name_is_registered(self, name):
+            return registered(self, name) or "erank_config" in self._task_index.get(name, {})
+
+        return _name_is_registered
+
+    patch_method(manager_cls, "_load_individual_task_or_group", make_load)
+    patch_method(manager_cls, "_get_config", make_get_config)
+    patch_method(manager_cls, "_name_is_registered", make_registered)
+    install_function_import_fallback()
+
+
+def pattern_match(patterns: list[str], names: list[str]) -> list[str]:
+    """lm-eval's ``--tasks`` glob matching."""
+    from lm_eval import utils
+
+    return utils.pattern_match(patterns, names)

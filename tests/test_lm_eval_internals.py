@@ -1,0 +1,72 @@
+"""``lm_eval_internals``: the one module that touches lm-eval's internals (runs on every supported release)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import yaml
+
+from lm_eval_erank import lm_eval_internals as internals, plugin
+from lm_eval_erank.lm_eval_internals import UnsupportedLmEvalError, check_supported
+
+
+@pytest.mark.parametrize("version", ["0.4.10", "0.4.11", "0.4.12", "0.4.13", "0.4.13rc1", "0.4.13+local"])
+def test_supported_releases_pass(version):
+    check_supported(version)
+
+
+@pytest.mark.parametrize("version", ["0.4.9", "0.4.14", "0.4.14.dev0", "0.5.0", "1.0"])
+def test_other_releases_are_refused_naming_the_range(version):
+    with pytest.raises(UnsupportedLmEvalError, match=rf"supports lm-eval 0.4.10 to 0.4.13; this environment has lm-eval {version}"):
+        check_supported(version)
+
+
+def test_installed_release_is_supported():
+    check_supported()
+
+
+def test_register_refuses_an_unsupported_lm_eval_before_touching_it(monkeypatch):
+    monkeypatch.setattr(plugin, "_registered", False)
+    monkeypatch.setattr(internals, "lm_eval_version", lambda: "0.4.9")
+    with pytest.raises(UnsupportedLmEvalError, match="pip install 'lm-eval>=0.4.10,<=0.4.13'"):
+        plugin.register()
+
+
+def test_every_binding_of_the_patched_functions_is_ours():
+    plugin.register()
+    for name in ("stderr_for_metric", "aggregate_subtask_metrics"):
+        bound = [getattr(importlib.import_module(m), name, None)
+                 for m in ("lm_eval.api.metrics", "lm_eval.evaluator_utils", "lm_eval.api.group")]
+        bound = [f for f in bound if f is not None]
+        assert bound and all(getattr(f, internals._marker(f_make), False) for f in bound
+                             for f_make in [_maker(name)]), name
+
+
+def _maker(name):
+    from lm_eval_erank import metrics
+
+    return {"stderr_for_metric": metrics._erank_aware_stderr, "aggregate_subtask_metrics": metrics._none_skipping}[name]
+
+
+def test_load_yaml_resolves_a_function_named_by_module(tmp_path):
+    from lm_eval_erank.tasks import ErankTask
+
+    path = tmp_path / "t.yaml"
+    path.write_text("task: t\nclass: !function lm_eval_erank.tasks.ErankTask\n", encoding="utf-8")
+    assert internals.load_yaml(path)["class"] is ErankTask
+
+
+def test_task_index_kinds_configs_and_generated_entries(tmp_path):
+    plugin.register()
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"task": "a", "tag": "t", "dataset_path": "json",
+                                                     "output_type": "multiple_choice"}), encoding="utf-8")
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump({"group": "g", "task": ["a"]}), encoding="utf-8")
+    manager = internals.task_manager_class()(include_path=[str(tmp_path)], include_defaults=False)
+    index = internals.task_index(manager)
+    assert (index.kind("a"), index.kind("g"), index.kind("t"), index.kind("zzz")) == ("task", "group", "tag", None)
+    assert index.config("a")["dataset_path"] == "json" and index.members("t") == ["a"]
+    assert index.yaml_path("a") == tmp_path / "a.yaml"
+    index.add_task("new", {"task": "new", "output_type": "multiple_choice"})
+    assert "new" in index and index.config("new")["task"] == "new" and index.yaml_path("new") is None
+    assert "new" not in manager.all_tasks  # generated names are never listed
