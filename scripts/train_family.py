@@ -69,7 +69,7 @@ TASKS = {"wikitext": f"{PREFIX}_erank_wikitext", "openwebtext2": f"{PREFIX}_eran
 PANELS = (("diff_erank", "Diff-eRank"), ("erank_m1", "eRank(M1)"), ("reduced_loss", "reduced loss (nats)"))
 TOP_HEADING = re.compile(r"^ = [^=].* = $")
 
-DEFAULTS = dict(sizes="64x2,128x2,192x3,256x4", steps=480, batch_size=16, block=128, lr=2e-3, vocab=4096,
+DEFAULTS = dict(sizes="64x2,128x2,192x3,256x4", steps=360, batch_size=16, block=128, lr=2e-3, vocab=4096,
                 twins=5, paragraphs=300, heldout_docs=0, train_docs=0, callback_texts=32, callback_every=40,
                 eval_batch_size=32)
 TINY = dict(sizes="16x1,24x1,32x2,48x2", steps=6, batch_size=4, block=32, lr=3e-3, vocab=300, twins=2,
@@ -382,6 +382,16 @@ def verdict(family_runs, sweep_runs, family_corr, sweep_corr, sweep_name) -> lis
 
 # ---- figures -----------------------------------------------------------------------------------------
 
+def callback_overlay(info: dict):
+    """``extra`` of plot_metrics: the model's DiffErankCallback curve, dashed, on each panel."""
+    def draw(ax, key):
+        points = [(e["step"], e[key]) for e in info["callback"] if e.get(key) is not None]
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], "--", color="gray", lw=1,
+                    label="DiffErankCallback (held-out paragraphs)")
+    return draw
+
+
 def plot_callback(plt, trained: list[dict], path: Path) -> Path:
     """The callback's Diff-eRank, eRank(M1) and reduced loss against the step, one line per model."""
     fig, axes = plt.subplots(1, len(PANELS), figsize=(4.6 * len(PANELS), 4), squeeze=False)
@@ -452,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     load_start = os.getloadavg()
+    loads = [load_start[0]]  # 1-minute load average after each model's training and each harness run
     import torch
 
     torch.set_num_threads(args.threads)
@@ -487,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training {name} ...", flush=True)
         trained.append(train_model(name, width, layers, tokenizer, blocks, callback_texts, args, out,
                                    checkpoints if index == sweep else []))
+        loads.append(os.getloadavg()[0])
     params = [t["params"] for t in trained]
     if params != sorted(params) or len(set(params)) != len(params):
         print(f"warning: --sizes do not give strictly increasing parameter counts: {params}", file=sys.stderr)
@@ -499,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     for info in trained:
         path, harness_seconds[info["name"]] = evaluate(info["final"], info["name"], task_manager, args, out)
         family_files.append(path)
+        loads.append(os.getloadavg()[0])
     sweep_info = trained[sweep]
     for step in checkpoints:
         if step == args.steps:
@@ -507,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         label = f"{sweep_info['name']}@{step}"
         sweep_files[step], harness_seconds[label] = evaluate(
             str(out / "models" / sweep_info["name"] / f"step_{step}"), label, task_manager, args, out)
+        loads.append(os.getloadavg()[0])
 
     family_runs = [plot_results.parse_run(p, label=t["name"]) for p, t in zip(family_files, trained)]
     sweep_runs = [plot_results.parse_run(sweep_files[s], label=f"{sweep_info['name']}@{s}") for s in checkpoints]
@@ -522,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"and {args.twins} twins"),
         plot_results.plot_metrics(
             plt, sweep_runs, tasks, PANELS, figures / "checkpoints_by_step.png",
-            x={id(r): s for r, s in zip(sweep_runs, checkpoints)}, xscale="symlog",
+            x={id(r): s for r, s in zip(sweep_runs, checkpoints)}, xscale="symlog", extra=callback_overlay(sweep_info),
             xlabel="training step (symlog)", title=f"Checkpoints of {sweep_info['name']}; bars: stderr over texts "
                                                    f"and {args.twins} twins (shared by the checkpoints)"),
         plot_callback(plt, trained, figures / "callback_by_step.png"),
@@ -540,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
         "data": source, "train_documents": len(train_docs), "train_tokens": int(blocks.numel()),
         "heldout_documents": len(heldout_docs), "heldout_paragraphs": len(paragraphs),
         "machine": {"cpus": os.cpu_count(), "torch_threads": args.threads, "platform": platform.platform(),
-                    "torch": torch.__version__, "loadavg_start": load_start, "loadavg_end": load_end},
+                    "torch": torch.__version__, "loadavg_start": load_start, "loadavg_end": load_end,
+                    "loadavg_1min_samples": loads},
         "settings": {k: getattr(args, k) for k in [*DEFAULTS, "arch", "seed", "bootstrap_iters"]},
         "checkpoints": checkpoints, "sweep_model": sweep_info["name"],
         "models": [{k: v for k, v in t.items() if k != "final"} for t in trained],
@@ -558,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
           f"Data: {source}; {len(train_docs)} training documents ({blocks.numel():,} tokens), "
           f"{len(heldout_docs)} held-out documents, {len(paragraphs)} held-out paragraphs.", "",
           f"Machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, {args.threads} thread(s); "
-          f"load average at start {load_start[0]:.1f}, at the end {load_end[0]:.1f} (1 min) / {load_end[2]:.1f} (15 min); "
+          f"1-minute load average {min(loads):.1f}-{max(loads):.1f} (mean {sum(loads) / len(loads):.1f}) over "
+          f"{len(loads)} samples (start, after each training and harness run), 15-minute {load_end[2]:.1f} at the end; "
           f"wall time {wall / 60:.1f} min (training {sum(t['train_seconds'] for t in trained) / 60:.1f} min, "
           f"harness {sum(harness_seconds.values()) / 60:.1f} min).", "",
           table, "Verdict:", "", *lines, ""]
