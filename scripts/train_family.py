@@ -73,7 +73,7 @@ DEFAULTS = dict(sizes="64x2,128x2,192x3,256x4", steps=360, batch_size=16, block=
                 twins=5, paragraphs=300, heldout_docs=0, train_docs=0, callback_texts=32, callback_every=40,
                 eval_batch_size=32)
 TINY = dict(sizes="16x1,24x1,32x2,48x2", steps=6, batch_size=4, block=32, lr=3e-3, vocab=300, twins=2,
-            paragraphs=6, heldout_docs=3, train_docs=4, callback_texts=3, callback_every=3, eval_batch_size=8)
+            paragraphs=6, heldout_docs=3, train_docs=4, callback_texts=3, callback_every=2, eval_batch_size=8)
 
 
 # ---- statistics (pure) ---------------------------------------------------------------------------
@@ -330,20 +330,43 @@ def metric(run, task: str, name: str) -> float:
 
 
 def correlations(runs, xs, tasks) -> dict:
-    """Per task: Spearman rho (and exact p) of Diff-eRank against the reduced loss and against x,
-    and of eRank(M1) against the reduced loss."""
+    """Per task, over the runs (x = size or step): Spearman rho (exact p where n <= 9) of
+    Diff-eRank against the reduced loss and against x, of the reduced loss, eRank(M1) and the
+    eRank ratio against x; and the same two for Diff-eRank from its maximum on (``from_peak``)."""
     result = {}
     for task in tasks:
         diff = [metric(r, task, "diff_erank") for r in runs]
         reduced = [metric(r, task, "reduced_loss") for r in runs]
-        erank_m1 = [metric(r, task, "erank_m1") for r in runs]
+        peak = int(np.argmax(diff))
         result[task] = {
             "n": len(runs),
             "diff_erank_vs_reduced_loss": spearman(diff, reduced),
             "diff_erank_vs_reduced_loss_p": permutation_p(diff, reduced),
             "diff_erank_vs_x": spearman(xs, diff), "diff_erank_vs_x_p": permutation_p(xs, diff),
             "reduced_loss_vs_x": spearman(xs, reduced),
-            "erank_m1_vs_reduced_loss": spearman(erank_m1, reduced),
+            "erank_m1_vs_x": spearman(xs, [metric(r, task, "erank_m1") for r in runs]),
+            "erank_ratio_vs_x": spearman(xs, [metric(r, task, "erank_ratio") for r in runs]),
+            "peak_x": xs[peak], "from_peak_n": len(runs) - peak,
+            "from_peak_diff_erank_vs_reduced_loss": spearman(diff[peak:], reduced[peak:]),
+            "from_peak_diff_erank_vs_reduced_loss_p": permutation_p(diff[peak:], reduced[peak:]),
+        }
+    return result
+
+
+def callback_correlations(trained: list[dict]) -> dict:
+    """Per model, over the callback's evaluations after step 0: Spearman rho of Diff-eRank against
+    the reduced loss, and the same from Diff-eRank's maximum on (no p: n is too large to enumerate)."""
+    result = {}
+    for info in trained:
+        entries = [e for e in info["callback"] if e["step"] > 0 and e.get("reduced_loss") is not None]
+        diff = [e["diff_erank"] for e in entries]
+        reduced = [e["reduced_loss"] for e in entries]
+        peak = int(np.argmax(diff)) if diff else 0
+        result[info["name"]] = {
+            "n": len(entries), "peak_step": entries[peak]["step"] if entries else None,
+            "diff_erank_vs_reduced_loss": spearman(diff, reduced) if entries else None,
+            "from_peak_n": len(entries) - peak,
+            "from_peak_diff_erank_vs_reduced_loss": spearman(diff[peak:], reduced[peak:]) if entries else None,
         }
     return result
 
@@ -360,24 +383,78 @@ def trend_words(values: list[float]) -> str:
         return "increases at every step"
     if (steps < 0).all():
         return "decreases at every step"
+    if (steps >= 0).all():
+        return f"never decreases ({int((steps == 0).sum())} ties)"
+    if (steps <= 0).all():
+        return f"never increases ({int((steps == 0).sum())} ties)"
     return f"is not monotone ({int((steps > 0).sum())} rises, {int((steps < 0).sum())} falls)"
 
 
-def verdict(family_runs, sweep_runs, family_corr, sweep_corr, sweep_name) -> list[str]:
-    lines = []
-    for task in [GROUP, *TASKS.values()]:
-        diffs = [metric(r, task, "diff_erank") for r in family_runs]
-        reduced = [metric(r, task, "reduced_loss") for r in family_runs]
-        fc, sc = family_corr[task], sweep_corr[task]
-        lines.append(
-            f"- `{task}`: across the family (small to large) Diff-eRank {trend_words(diffs)} "
-            f"({', '.join(f'{d:.3f}' for d in diffs)}), reduced loss {trend_words(reduced)} "
-            f"({', '.join(f'{v:.3f}' for v in reduced)}); Spearman Diff-eRank vs size {fmt_rho(fc['diff_erank_vs_x'], fc['diff_erank_vs_x_p'])}, "
-            f"vs reduced loss {fmt_rho(fc['diff_erank_vs_reduced_loss'], fc['diff_erank_vs_reduced_loss_p'])} (n = {fc['n']}). "
-            f"Over the {sc['n']} checkpoints of {sweep_name}: Diff-eRank {trend_words([metric(r, task, 'diff_erank') for r in sweep_runs])}, "
-            f"Spearman vs step {fmt_rho(sc['diff_erank_vs_x'], sc['diff_erank_vs_x_p'])}, "
-            f"vs reduced loss {fmt_rho(sc['diff_erank_vs_reduced_loss'], sc['diff_erank_vs_reduced_loss_p'])}.")
-    return lines
+def held(rho) -> str:
+    """The word for a claimed positive association, from Spearman's rho."""
+    if rho is None:
+        return "undecided (rho undefined)"
+    return "held" if rho >= 0.8 else "did not hold" if rho <= 0 else "held only partly"
+
+
+def spearman_table(family_corr, sweep_corr, tasks, sweep_name) -> str:
+    def cells(corr, key, p_key=None):
+        return [fmt_rho(corr[t][key], corr[t].get(p_key) if p_key else None) for t in tasks]
+
+    rows = [
+        ("family: Diff-eRank vs parameters", family_corr, "diff_erank_vs_x", "diff_erank_vs_x_p"),
+        ("family: Diff-eRank vs reduced loss", family_corr, "diff_erank_vs_reduced_loss",
+         "diff_erank_vs_reduced_loss_p"),
+        ("family: reduced loss vs parameters", family_corr, "reduced_loss_vs_x", None),
+        ("family: eRank(M1) vs parameters", family_corr, "erank_m1_vs_x", None),
+        ("family: eRank ratio M1/M0 vs parameters", family_corr, "erank_ratio_vs_x", None),
+        (f"checkpoints of {sweep_name}: Diff-eRank vs step", sweep_corr, "diff_erank_vs_x", "diff_erank_vs_x_p"),
+        (f"checkpoints of {sweep_name}: Diff-eRank vs reduced loss", sweep_corr, "diff_erank_vs_reduced_loss",
+         "diff_erank_vs_reduced_loss_p"),
+    ]
+    n_family, n_sweep = family_corr[tasks[0]]["n"], sweep_corr[tasks[0]]["n"]
+    lines = ["| Spearman rho (exact two-sided permutation p) | n | " + " | ".join(f"`{t}`" for t in tasks) + " |",
+             "|---|---:|" + "---:|" * len(tasks)]
+    for title, corr, key, p_key in rows:
+        n = n_family if corr is family_corr else n_sweep
+        lines.append(f"| {title} | {n} | " + " | ".join(cells(corr, key, p_key)) + " |")
+    peak = [f"{fmt_rho(sweep_corr[t]['from_peak_diff_erank_vs_reduced_loss'], sweep_corr[t]['from_peak_diff_erank_vs_reduced_loss_p'])}"
+            f", from step {sweep_corr[t]['peak_x']} (n = {sweep_corr[t]['from_peak_n']})" for t in tasks]
+    lines.append(f"| checkpoints from Diff-eRank's maximum on: Diff-eRank vs reduced loss | | " + " | ".join(peak) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def verdict(family_runs, sweep_runs, family_corr, sweep_corr, callback_corr, sweep_name, steps) -> list[str]:
+    """Plain sentences on the paper's trends, from the group's values (all held-out texts)."""
+    task = GROUP
+    diffs = [metric(r, task, "diff_erank") for r in family_runs]
+    reduced = [metric(r, task, "reduced_loss") for r in family_runs]
+    ratios = [metric(r, task, "erank_ratio") for r in family_runs]
+    m0 = [metric(r, task, "erank_m0") for r in family_runs]
+    fc, sc = family_corr[task], sweep_corr[task]
+    sweep_diffs = [metric(r, task, "diff_erank") for r in sweep_runs]
+    sweep_reduced = [metric(r, task, "reduced_loss") for r in sweep_runs]
+    join = lambda values, d=2: ", ".join(f"{v:.{d}f}" for v in values)  # noqa: E731
+    cb = "; ".join(f"{name} {fmt_rho(c['diff_erank_vs_reduced_loss'])} (n = {c['n']}, maximum at step {c['peak_step']}, "
+                   f"from there {fmt_rho(c['from_peak_diff_erank_vs_reduced_loss'])})" for name, c in callback_corr.items())
+    return [
+        f"- Diff-eRank grows with model size: {held(fc['diff_erank_vs_x'])}. On `{task}` it {trend_words(diffs)} "
+        f"({join(diffs)}; Spearman vs parameters {fmt_rho(fc['diff_erank_vs_x'], fc['diff_erank_vs_x_p'])}, n = {fc['n']}). "
+        f"eRank(M0) grows with the width too ({join(m0)}): the size-normalised eRank ratio M1/M0 {trend_words(ratios)} "
+        f"({join(ratios, 3)}; Spearman vs parameters {fmt_rho(fc['erank_ratio_vs_x'])}).",
+        f"- Diff-eRank tracks the reduced loss across the family: {held(fc['diff_erank_vs_reduced_loss'])}. The reduced "
+        f"loss {trend_words(reduced)} ({join(reduced, 3)} nats); Spearman Diff-eRank vs reduced loss "
+        f"{fmt_rho(fc['diff_erank_vs_reduced_loss'], fc['diff_erank_vs_reduced_loss_p'])}, n = {fc['n']} "
+        "(with 4 models the smallest possible two-sided p is 2/24 = 0.083).",
+        f"- Diff-eRank grows during training as the loss falls: {held(sc['diff_erank_vs_reduced_loss'])}. Over the "
+        f"checkpoints of {sweep_name} (steps {', '.join(map(str, steps))}) Diff-eRank {trend_words(sweep_diffs)} "
+        f"({join(sweep_diffs)}) while the reduced loss {trend_words(sweep_reduced)} ({join(sweep_reduced, 3)}); "
+        f"Spearman Diff-eRank vs reduced loss {fmt_rho(sc['diff_erank_vs_reduced_loss'], sc['diff_erank_vs_reduced_loss_p'])}, "
+        f"from Diff-eRank's maximum (step {sc['peak_x']}) on "
+        f"{fmt_rho(sc['from_peak_diff_erank_vs_reduced_loss'], sc['from_peak_diff_erank_vs_reduced_loss_p'])} "
+        f"(n = {sc['from_peak_n']}).",
+        f"- The callback (every logged step after 0, held-out paragraphs), Spearman Diff-eRank vs reduced loss per model: {cb}.",
+    ]
 
 
 # ---- figures -----------------------------------------------------------------------------------------
@@ -548,7 +625,9 @@ def main(argv: list[str] | None = None) -> int:
 
     wall = time.perf_counter() - started
     load_end = os.getloadavg()
-    lines = verdict(family_runs, sweep_runs, family_corr, sweep_corr, sweep_info["name"])
+    callback_corr = callback_correlations(trained)
+    lines = verdict(family_runs, sweep_runs, family_corr, sweep_corr, callback_corr, sweep_info["name"], checkpoints)
+    rho_table = spearman_table(family_corr, sweep_corr, tasks, sweep_info["name"])
     summary = {
         "command": "python scripts/train_family.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "data": source, "train_documents": len(train_docs), "train_tokens": int(blocks.numel()),
@@ -566,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint_results": {str(s): {t: {m: r.value(t, m) for m in ("diff_erank", "erank_m1", "erank_m0",
                                                                        "reduced_loss", "loss_m1")} for t in tasks}
                                for s, r in zip(checkpoints, sweep_runs)},
-        "spearman_family": family_corr, "spearman_checkpoints": sweep_corr, "verdict": lines,
+        "spearman_family": family_corr, "spearman_checkpoints": sweep_corr, "spearman_callback": callback_corr,
+        "verdict": lines,
     }
     (figures / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     md = [f"Command: `{summary['command']}`", "",
@@ -577,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(loads)} samples (start, after each training and harness run), 15-minute {load_end[2]:.1f} at the end; "
           f"wall time {wall / 60:.1f} min (training {sum(t['train_seconds'] for t in trained) / 60:.1f} min, "
           f"harness {sum(harness_seconds.values()) / 60:.1f} min).", "",
-          table, "Verdict:", "", *lines, ""]
+          table, rho_table, "Verdict (the paper's trends at this scale):", "", *lines, ""]
     (figures / "summary.md").write_text("\n".join(md), encoding="utf-8")
     written += [figures / "summary.json", figures / "summary.md"]
     for path in written:

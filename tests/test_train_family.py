@@ -136,8 +136,13 @@ def test_reported_correlations_are_spearman_of_the_reported_values(family):
         diff_c = [summary["checkpoint_results"][str(s)][task]["diff_erank"][0] for s in steps]
         assert summary["spearman_checkpoints"][task]["diff_erank_vs_x"] == pytest.approx(
             tf.spearman(steps, diff_c))
-    assert any(str(round(summary["spearman_family"]["family_erank_lm"]["diff_erank_vs_reduced_loss"], 2)) in line
-               or "undefined" in line for line in summary["verdict"])
+    group = summary["spearman_family"]["family_erank_lm"]
+    assert tf.fmt_rho(group["diff_erank_vs_reduced_loss"], group["diff_erank_vs_reduced_loss_p"]) in summary["verdict"][1]
+    for name, corr in summary["spearman_callback"].items():  # the callback's rho, from its logged values
+        entries = [e for e in next(m for m in summary["models"] if m["name"] == name)["callback"] if e["step"] > 0]
+        assert corr["n"] == len(entries) >= 3
+        assert corr["diff_erank_vs_reduced_loss"] == pytest.approx(
+            scipy.stats.spearmanr([e["diff_erank"] for e in entries], [e["reduced_loss"] for e in entries])[0])
 
 
 def test_spearman_and_its_exact_p_value():
