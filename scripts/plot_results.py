@@ -383,6 +383,14 @@ def plot_diff_erank_overview(plt, runs, tasks, out: Path, notes) -> Path | None:
     return path
 
 
+def human_count(x: float) -> str:
+    """4240896 -> '4.2M', 370432 -> '370k', 1.3e9 -> '1.3B'."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.2g}{suffix}" if x / scale < 100 else f"{x / scale:.0f}{suffix}"
+    return f"{x:g}"
+
+
 def plot_metrics(plt, runs: list[Run], tasks: list[str], panels, path: Path, *, x=None, xlabel: str,
                  title: str, xscale: str = "log", notes: list[str] | None = None, extra=None) -> Path | None:
     """One panel per (metric, title) of ``panels``, one line per task, stderr bars, against
@@ -412,6 +420,9 @@ def plot_metrics(plt, runs: list[Run], tasks: list[str], panels, path: Path, *, 
             ax.set_xscale(xscale)
         if xscale == "log" and xs:
             ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
+            ticks = sorted(set(xs))  # one labelled tick per model size (log-axis minor labels overlap)
+            ax.set_xticks(ticks, [human_count(t) for t in ticks], fontsize=8)
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(ylabel)
