@@ -1,6 +1,6 @@
 """Does the metric behave? Train a model family here and watch Diff-eRank by size and by step.
 
-    python scripts/train_family.py --out family_run --figures docs/family   # the README's study (~30 min, 2 CPU cores)
+    python scripts/train_family.py --out family_run --figures docs/family   # the README's study (~20 min on 2 shared CPU cores)
     python scripts/train_family.py --tiny --out /tmp/family                  # the whole pipeline at smoke size (< 1 min)
     python scripts/train_family.py --hf-dataset wikitext --hf-config wikitext-2-raw-v1 \\
         --sizes 128x2,256x4,384x6,512x8 --steps 3000 --threads 8            # bigger, on the hub data set
@@ -581,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: --sizes do not give strictly increasing parameter counts: {params}", file=sys.stderr)
 
     print("harness ...", flush=True)
+    cached = len(list((out / "m0_cache").glob("*.json")))  # a rerun into the same --out reuses M0's results
     from lm_eval.tasks import TaskManager
 
     task_manager = TaskManager(include_path=str(write_tasks(out, heldout_docs, paragraphs)))
@@ -638,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: getattr(args, k) for k in [*DEFAULTS, "arch", "seed", "bootstrap_iters"]},
         "checkpoints": checkpoints, "sweep_model": sweep_info["name"],
         "models": [{k: v for k, v in t.items() if k != "final"} for t in trained],
-        "harness_seconds": harness_seconds, "wall_seconds": wall,
+        "harness_seconds": harness_seconds, "wall_seconds": wall, "m0_cache_entries_at_start": cached,
         "family": {r.label: {t: {m: r.value(t, m) for m in ("diff_erank", "erank_m1", "erank_m0", "reduced_loss",
                                                            "loss_m1", "erank_ratio")} for t in tasks}
                    for r in family_runs},
@@ -656,7 +657,8 @@ def main(argv: list[str] | None = None) -> int:
           f"1-minute load average {min(loads):.1f}-{max(loads):.1f} (mean {sum(loads) / len(loads):.1f}) over "
           f"{len(loads)} samples (start, after each training and harness run), 15-minute {load_end[2]:.1f} at the end; "
           f"wall time {wall / 60:.1f} min (training {sum(t['train_seconds'] for t in trained) / 60:.1f} min, "
-          f"harness {sum(harness_seconds.values()) / 60:.1f} min).", "",
+          f"harness {sum(harness_seconds.values()) / 60:.1f} min; the M0 cache held {cached} entries at the start "
+          f"of the harness runs: {len(trained) * args.twins} cover every twin of the family).", "",
           table, rho_table, "Verdict (the paper's trends at this scale):", "", *lines, ""]
     (figures / "summary.md").write_text("\n".join(md), encoding="utf-8")
     written += [figures / "summary.json", figures / "summary.md"]

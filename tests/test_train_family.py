@@ -68,6 +68,7 @@ def test_pipeline_writes_figures_table_and_summary(family):
     assert (summary["train_documents"], summary["heldout_documents"], summary["heldout_paragraphs"]) == (4, 3, 6)
     md = (figures / "summary.md").read_text()
     assert summary["command"] in md and "Verdict" in md and "CPU cores" in md
+    assert summary["m0_cache_entries_at_start"] == 0  # a fresh --out: every twin computed once, below
 
 
 def test_family_grows_and_every_value_is_finite(family):
