@@ -390,11 +390,14 @@ def trend_words(values: list[float]) -> str:
     return f"is not monotone ({int((steps > 0).sum())} rises, {int((steps < 0).sum())} falls)"
 
 
-def held(rho) -> str:
-    """The word for a claimed positive association, from Spearman's rho."""
+def held(rho, p=None) -> str:
+    """The word for a claimed positive association: "held" when rho >= 0.8 and the exact p (if
+    any) <= 0.1, "did not hold" when rho <= 0, "held only partly" between."""
     if rho is None:
         return "undecided (rho undefined)"
-    return "held" if rho >= 0.8 else "did not hold" if rho <= 0 else "held only partly"
+    if rho <= 0:
+        return "did not hold"
+    return "held" if rho >= 0.8 and (p is None or p <= 0.1) else "held only partly"
 
 
 def spearman_table(family_corr, sweep_corr, tasks, sweep_name) -> str:
@@ -438,15 +441,15 @@ def verdict(family_runs, sweep_runs, family_corr, sweep_corr, callback_corr, swe
     cb = "; ".join(f"{name} {fmt_rho(c['diff_erank_vs_reduced_loss'])} (n = {c['n']}, maximum at step {c['peak_step']}, "
                    f"from there {fmt_rho(c['from_peak_diff_erank_vs_reduced_loss'])})" for name, c in callback_corr.items())
     return [
-        f"- Diff-eRank grows with model size: {held(fc['diff_erank_vs_x'])}. On `{task}` it {trend_words(diffs)} "
+        f"- Diff-eRank grows with model size: {held(fc['diff_erank_vs_x'], fc['diff_erank_vs_x_p'])}. On `{task}` it {trend_words(diffs)} "
         f"({join(diffs)}; Spearman vs parameters {fmt_rho(fc['diff_erank_vs_x'], fc['diff_erank_vs_x_p'])}, n = {fc['n']}). "
         f"eRank(M0) grows with the width too ({join(m0)}): the size-normalised eRank ratio M1/M0 {trend_words(ratios)} "
         f"({join(ratios, 3)}; Spearman vs parameters {fmt_rho(fc['erank_ratio_vs_x'])}).",
-        f"- Diff-eRank tracks the reduced loss across the family: {held(fc['diff_erank_vs_reduced_loss'])}. The reduced "
+        f"- Diff-eRank tracks the reduced loss across the family: {held(fc['diff_erank_vs_reduced_loss'], fc['diff_erank_vs_reduced_loss_p'])}. The reduced "
         f"loss {trend_words(reduced)} ({join(reduced, 3)} nats); Spearman Diff-eRank vs reduced loss "
         f"{fmt_rho(fc['diff_erank_vs_reduced_loss'], fc['diff_erank_vs_reduced_loss_p'])}, n = {fc['n']} "
         "(with 4 models the smallest possible two-sided p is 2/24 = 0.083).",
-        f"- Diff-eRank grows during training as the loss falls: {held(sc['diff_erank_vs_reduced_loss'])}. Over the "
+        f"- Diff-eRank grows during training as the loss falls: {held(sc['diff_erank_vs_reduced_loss'], sc['diff_erank_vs_reduced_loss_p'])}. Over the "
         f"checkpoints of {sweep_name} (steps {', '.join(map(str, steps))}) Diff-eRank {trend_words(sweep_diffs)} "
         f"({join(sweep_diffs)}) while the reduced loss {trend_words(sweep_reduced)} ({join(sweep_reduced, 3)}); "
         f"Spearman Diff-eRank vs reduced loss {fmt_rho(sc['diff_erank_vs_reduced_loss'], sc['diff_erank_vs_reduced_loss_p'])}, "

@@ -170,3 +170,14 @@ def test_wikitext_documents_split_at_top_level_headings():
     assert len(docs) == 2 and docs[0].startswith(" \n = A = ") and " = = Sub = = " in docs[0]
     assert docs[1] == " = B = \n body \n"
     assert tf.default_checkpoints(480) == [0, 15, 30, 60, 120, 240, 480]
+
+
+def test_verdict_words_follow_rho_and_p():
+    tf = load_script("train_family")
+    assert tf.held(1.0, 0.083) == "held" and tf.held(0.8, None) == "held"
+    assert tf.held(0.8, 0.333) == "held only partly" and tf.held(0.14, 0.78) == "held only partly"
+    assert tf.held(0.0) == "did not hold" and tf.held(-1.0, 0.083) == "did not hold"
+    assert tf.held(None).startswith("undecided")
+    assert tf.trend_words([1, 2, 3]) == "increases at every step"
+    assert tf.trend_words([1, 1, 2]) == "never decreases (1 ties)"
+    assert tf.trend_words([3, 1, 2]).startswith("is not monotone (1 rises, 1 falls)")
