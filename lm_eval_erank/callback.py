@@ -71,14 +71,14 @@ class DiffErankCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if self.at_start:
-            self._evaluate(state, model)
+            self._evaluate(state, control, model)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every_n_steps == 0:
-            self._evaluate(state, model)
+            self._evaluate(state, control, model)
 
     @torch.no_grad()
-    def _evaluate(self, state, model) -> None:
+    def _evaluate(self, state, control, model) -> None:
         if not state.is_world_process_zero:
             return
         was_training = model.training
@@ -102,4 +102,9 @@ class DiffErankCallback(TrainerCallback):
         keys += [k for k in summary if "_layer" in k]
         logs = {f"{self.prefix}{k}": summary[k] for k in keys if summary.get(k) is not None}
         self.history.append((state.global_step, logs))
+        # trainer.log ends in on_log, which clears control.should_log: restore it, or the Trainer's
+        # own training-loss log due at this step (logging_steps) would be dropped.
+        should_log = getattr(control, "should_log", None)
         self.trainer.log(logs)
+        if should_log is not None:
+            control.should_log = should_log

@@ -139,6 +139,42 @@ def write_local_tasks(directory: Path, prefix: str = "local", rows_override: dic
     return names
 
 
+def write_local_lm_tasks(directory: Path, data: dict[str, tuple[list[dict] | list[Path], str]],
+                         prefix: str = "local") -> dict[str, str]:
+    """Local-data copies ``{prefix}_erank_<name>`` of the shipped representation-only tasks
+    (``erank_<name>.yaml`` included, data set keys pointed at json files) and a group
+    ``{prefix}_erank_lm`` with ``erank_lm``'s size-weighted metrics.
+
+    ``data``: name (``wikitext``, ``openwebtext2``, ...) -> (rows in the hub schema, or existing
+    json/jsonl files; the split the shipped task scores). Returns {name: task name}.
+    """
+    import yaml
+
+    from .plugin import task_dir
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    names = {}
+    for name, (rows, split) in data.items():
+        if rows and isinstance(rows[0], Path):
+            files = [str(p) for p in rows]
+        else:
+            files = [str(write_jsonl(directory / "data" / f"{name}.jsonl", rows))]
+        override = {
+            "include": str(task_dir() / f"erank_{name}.yaml"),
+            "task": f"{prefix}_erank_{name}",
+            "dataset_path": "json", "dataset_name": None,
+            "training_split": None, "validation_split": None, "test_split": split,
+            "dataset_kwargs": {"data_files": {split: files}},
+        }
+        (directory / f"{prefix}_erank_{name}.yaml").write_text(yaml.safe_dump(override, sort_keys=False), encoding="utf-8")
+        names[name] = f"{prefix}_erank_{name}"
+    group = yaml.safe_load((task_dir() / "erank_lm.yaml").read_text(encoding="utf-8"))
+    group.update({"group": f"{prefix}_erank_lm", "task": list(names.values())})
+    (directory / f"{prefix}_erank_lm.yaml").write_text(yaml.safe_dump(group, sort_keys=False), encoding="utf-8")
+    return names
+
+
 # ---- tiny tokenizer and models ------------------------------------------------------------
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}

@@ -223,16 +223,19 @@ def fmt_size(size: int | None) -> str:
     return f"{size:,}" if size else "-"
 
 
-def table_markdown(runs: list[Run], tasks: list[str]) -> str:
+def table_markdown(runs: list[Run], tasks: list[str], with_stderr=WITH_STDERR, sort_by_size: bool = True) -> str:
+    """One row per (run, task); ``with_stderr``: the metrics shown as value ± stderr; rows by
+    size (then file order), or in the order of ``runs`` with ``sort_by_size=False``."""
+    optional = ("acc", "erank_ratio")  # columns only when some run reports them (erank_lm tasks have no acc)
     metrics = [(m, title) for m, title in TABLE_METRICS
-               if m != "erank_ratio" or any("erank_ratio" in r.tasks.get(t, {}) for r in runs for t in tasks)]
+               if m not in optional or any(m in r.tasks.get(t, {}) for r in runs for t in tasks)]
     header = ["model", "task", "params", "n", "twins"] + [
-        f"{title} ± stderr" if m in WITH_STDERR else title for m, title in metrics
+        f"{title} ± stderr" if m in with_stderr else title for m, title in metrics
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     any_null = False
     order = {id(r): i for i, r in enumerate(runs)}
-    for run in sorted(runs, key=lambda r: (r.size or 0, order[id(r)])):
+    for run in sorted(runs, key=lambda r: (r.size or 0, order[id(r)])) if sort_by_size else runs:
         for task in tasks:
             if task not in run.tasks:
                 continue
@@ -241,7 +244,7 @@ def table_markdown(runs: list[Run], tasks: list[str]) -> str:
             for m, _ in metrics:
                 value, stderr = run.value(task, m)
                 any_null |= value is NULL
-                cells.append(fmt(value, stderr, with_stderr=m in WITH_STDERR))
+                cells.append(fmt(value, stderr, with_stderr=m in with_stderr))
             lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     if any_null:
@@ -271,8 +274,9 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def _points(runs: list[Run], task: str, metric: str, notes: list[str]):
-    """Sorted (size, value, stderr, label, twins) of the runs with a numeric value and a size."""
+def _points(runs: list[Run], task: str, metric: str, notes: list[str], x=None):
+    """Sorted (x, value, stderr, label, twins) of the runs with a numeric value and an x;
+    ``x``: {id(run): x value} (default: the size, ``config.model_num_parameters``)."""
     points = []
     for run in runs:
         value, stderr = run.value(task, metric)
@@ -281,10 +285,12 @@ def _points(runs: list[Run], task: str, metric: str, notes: list[str]):
         if value is NULL:
             notes.append(f"{run.label} / {task}: {metric} is null (every text excluded); left out of the plot")
             continue
-        if run.size is None:
-            notes.append(f"{run.label} / {task}: no config.model_num_parameters; left out of the size plot")
+        position = run.size if x is None else x.get(id(run))
+        if position is None:
+            notes.append(f"{run.label} / {task}: no config.model_num_parameters; left out of the size plot" if x is None
+                         else f"{run.label} / {task}: no x value; left out of the plot")
             continue
-        points.append((run.size, value, stderr, run.label, run.twins))
+        points.append((position, value, stderr, run.label, run.twins))
     return sorted(points, key=lambda p: p[0])
 
 
@@ -375,6 +381,61 @@ def plot_diff_erank_overview(plt, runs, tasks, out: Path, notes) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def human_count(x: float) -> str:
+    """4240896 -> '4.2M', 370432 -> '370k', 1.3e9 -> '1.3B'."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.2g}{suffix}" if x / scale < 100 else f"{x / scale:.0f}{suffix}"
+    return f"{x:g}"
+
+
+def plot_metrics(plt, runs: list[Run], tasks: list[str], panels, path: Path, *, x=None, xlabel: str,
+                 title: str, xscale: str = "log", notes: list[str] | None = None, extra=None) -> Path | None:
+    """One panel per (metric, title) of ``panels``, one line per task, stderr bars, against
+    ``x`` ({id(run): x}; default the size). ``xscale``: "log", "linear" or "symlog" (step 0
+    allowed). ``extra(ax, metric)`` may draw more on a panel (e.g. a dense training curve).
+    Single-twin points get open markers (their bar covers the texts only)."""
+    notes = [] if notes is None else notes
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), squeeze=False)
+    drawn = False
+    for ax, (metric, ylabel) in zip(axes[0], panels):
+        for task in tasks:
+            points = _points(runs, task, metric, notes, x)
+            if not points:
+                continue
+            drawn = True
+            ax.errorbar([p[0] for p in points], [p[1] for p in points],
+                        yerr=[p[2] if p[2] is not None else 0.0 for p in points],
+                        fmt="o-", capsize=3, ms=5, lw=1.3, label=task)
+            mark_single_twin(ax, points, ax.lines[-1].get_color(), metric)
+        if extra is not None:
+            extra(ax, metric)
+        xs = [p[0] for t in tasks for p in _points(runs, t, metric, [], x)]
+        if xscale == "symlog":
+            positive = [v for v in xs if v > 0]
+            ax.set_xscale("symlog", linthresh=min(positive) if positive else 1)
+        else:
+            ax.set_xscale(xscale)
+        if xscale == "log" and xs:
+            ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
+            ticks = sorted(set(xs))  # one labelled tick per model size (log-axis minor labels overlap)
+            ax.set_xticks(ticks, [human_count(t) for t in ticks], fontsize=8)
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    if not drawn:
+        plt.close(fig)
+        return None
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
 
 
 def layer_series(run: Run, task: str, kind: str, notes: list[str]):

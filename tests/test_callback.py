@@ -42,7 +42,7 @@ def test_callback_logs_every_n_steps_and_computes_m0_once(tiny_models, tmp_path,
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"]).config)
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=4, learning_rate=3e-3,
-                             logging_steps=100, report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True)
+                             logging_steps=3, report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True)
     trainer = Trainer(model=model, args=args, train_dataset=_Texts(tok, example.gold_texts()),
                       data_collator=_collate(tok.pad_token_id), processing_class=tok)
     m0_builds = []
@@ -61,6 +61,8 @@ def test_callback_logs_every_n_steps_and_computes_m0_once(tiny_models, tmp_path,
     assert len(m0_builds) == 1  # M0's side computed once per run
     logged = [h for h in trainer.state.log_history if "erank/diff_erank" in h]
     assert len(logged) == 3
+    # The Trainer's own loss logs at the same steps survive the callback's log (logging_steps = 3)
+    assert [h["step"] for h in trainer.state.log_history if "loss" in h] == [3, 6]
     for entry in logged:
         assert {"erank/erank_m1", "erank/erank_m0", "erank/erank_ratio", "erank/reduced_loss", "erank/diff_erank_layer0"} <= set(entry)
     assert len({h["erank/erank_m0"] for h in logged}) == 1  # M0 does not change

@@ -16,7 +16,8 @@ import yaml
 from lm_eval.tasks import TaskManager
 from lm_eval.tasks._yaml_loader import load_yaml
 
-from lm_eval_erank import example, task_utils
+from lm_eval_erank import task_utils
+from lm_eval_erank.example import write_local_lm_tasks
 from lm_eval_erank.metrics import METRIC_NAMES
 from lm_eval_erank.plugin import register, task_dir
 from lm_eval_erank.tasks import ERANK_REQUEST, LM_EVAL_TASKS_DIR
@@ -88,32 +89,6 @@ FIXTURES = {
                      [openwebtext2_rows()[i]["text"] for i in random.Random(123).sample(range(11), 11)]),
     "wikitext": (WIKITEXT_ROWS, "test", None),  # lm-eval's detokenised page, computed in the test
 }
-
-
-def write_local_lm_tasks(directory: Path, data: dict[str, tuple[list[dict] | list[Path], str]],
-                         prefix: str = "local") -> dict[str, str]:
-    """Local-data copies ``{prefix}_erank_<name>`` of the shipped tasks (include + json files)
-    and a group ``{prefix}_erank_lm``. ``data``: name -> (rows or existing files, split)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    names = {}
-    for name, (rows, split) in data.items():
-        if rows and isinstance(rows[0], Path):
-            files = [str(p) for p in rows]
-        else:
-            files = [str(example.write_jsonl(directory / "data" / f"{name}.jsonl", rows))]
-        override = {
-            "include": str(task_dir() / f"erank_{name}.yaml"),
-            "task": f"{prefix}_erank_{name}",
-            "dataset_path": "json", "dataset_name": None,
-            "training_split": None, "validation_split": None, "test_split": split,
-            "dataset_kwargs": {"data_files": {split: files}},
-        }
-        (directory / f"{prefix}_erank_{name}.yaml").write_text(yaml.safe_dump(override, sort_keys=False), encoding="utf-8")
-        names[name] = f"{prefix}_erank_{name}"
-    group = yaml.safe_load((task_dir() / "erank_lm.yaml").read_text(encoding="utf-8"))
-    group.update({"group": f"{prefix}_erank_lm", "task": list(names.values())})
-    (directory / f"{prefix}_erank_lm.yaml").write_text(yaml.safe_dump(group, sort_keys=False), encoding="utf-8")
-    return names
 
 
 def _expected_texts(name: str) -> list[str]:
