@@ -64,11 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         python = Path(given[release]) / "bin" / "python" if release in given else build(release, args.venv_root / release)
         run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)])
         start = time.perf_counter()
-        done = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *args.tests],
+        env["PATH"] = f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}"  # its console scripts, as when activated
+        done = subprocess.run([str(python), "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *args.tests],
                               cwd=ROOT, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
         summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
         counts = ", ".join(re.findall(r"\d+ (?:passed|failed|errors?|skipped)", summary)) or summary
+        failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", done.stdout, flags=re.M)
+        counts += "".join(f"; {name.split('::')[-1]}" for name in failed)
         rows.append(f"| {release} | {versions(python)} | {counts} | {wall:.0f} s |")
         print(rows[-1], flush=True)
     print("\n".join(rows))
