@@ -35,7 +35,6 @@ lm-eval type (it sends no requests of that type).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from lm_eval import utils
