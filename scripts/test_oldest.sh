@@ -19,5 +19,6 @@ fi
 "$venv/bin/python" -m pip install -q --no-deps -e .
 "$venv/bin/python" -m pip check >/dev/null || "$venv/bin/python" -m pip check
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PATH="$venv/bin:$PATH"  # its console scripts (lm_eval, lm-eval-erank), as when activated
 "$venv/bin/python" -c "import lm_eval, transformers, datasets, accelerate, torch; print('oldest:', *(f'{m.__name__} {m.__version__}' for m in (transformers, datasets, accelerate, torch)), 'lm-eval', __import__('importlib.metadata').metadata.version('lm-eval'))"
 "$venv/bin/python" -m pytest -p no:cacheprovider tests/test_lm_eval_internals.py tests/test_cli_end_to_end.py tests/test_wrapping.py "$@"
