@@ -58,8 +58,10 @@ def _release(version: str) -> tuple[int, int, int]:
     return tuple(int(part or 0) for part in match.groups())
 
 
+@functools.cache
 def lm_eval_version() -> str:
-    """The installed lm-eval's version string (``lm-eval`` distribution metadata)."""
+    """The installed lm-eval's version string (``lm-eval`` distribution metadata; read once: the
+    start-up hook's steps and ``register`` each check it)."""
     return md.version("lm-eval")
 
 
@@ -162,9 +164,6 @@ def harness_cli():
 
 
 # ---- tasks ------------------------------------------------------------------------------------
-
-TASK_MANAGER_MODULE = "lm_eval.tasks"  # the package that defines or re-exports TaskManager in every release
-
 
 def task_manager_class():
     from lm_eval.tasks import TaskManager
