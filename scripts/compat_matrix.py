@@ -1,18 +1,22 @@
 """Run the end-to-end subset against each supported lm-eval release; print the README's matrix.
 
-For each release it builds (once, cached under ``--venv-root``) a virtual environment with
-torch 2.13.0, that lm-eval and the newest transformers / datasets / accelerate (the oldest
-release instead takes ``scripts/oldest-constraints.txt``: every declared lower bound), installs
-this checkout without dependencies, and runs the subset with pytest. Prints one markdown row per
-release: versions, passed/failed counts, wall time.
+For each release it builds (once, cached under ``--venv-root``) a virtual environment from the
+registry: torch 2.13.0 (the CPU build), then this checkout in editable mode with its test extras
+and that lm-eval, so pip resolves everything else against our declared ranges: the newest
+versions they allow, except for the oldest release, which takes ``scripts/oldest-constraints.txt``
+(every lower bound we declare, test extras included). It then runs the subset with pytest and
+prints one markdown row per release: versions, passed/failed counts, wall times. Exits non-zero
+when any release fails (``scripts/test_oldest.sh`` is this script for the oldest release).
 
-    python scripts/compat_matrix.py                       # 0.4.10 .. 0.4.13 (about 10 min each on 2 cores)
+    python scripts/compat_matrix.py                       # 0.4.10 .. 0.4.13 (a few minutes each on 2 cores)
     python scripts/compat_matrix.py --releases 0.4.12 --venv 0.4.12=/path/to/venv
+    python scripts/compat_matrix.py --releases 0.4.10 -- -x -k piqa   # after --: extra pytest arguments
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import subprocess
@@ -22,60 +26,101 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASES = ("0.4.10", "0.4.11", "0.4.12", "0.4.13")
-SUBSET = ("tests/test_lm_eval_internals.py", "tests/test_cli_end_to_end.py", "tests/test_wrapping.py")
 OLDEST_CONSTRAINTS = ROOT / "scripts" / "oldest-constraints.txt"
+SUBSET = (
+    "tests/test_lm_eval_internals.py",
+    "tests/test_cli_end_to_end.py",
+    "tests/test_wrapping.py",
+    "tests/test_scripts.py::test_layer_curves_and_null_metrics",  # matplotlib (a test extra) at its floor
+)
+VERSIONS_OF = ("lm-eval", "transformers", "datasets", "accelerate", "torch", "tokenizers", "pytest", "pytest-xdist",
+               "hypothesis", "matplotlib")
 
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, text=True, **kwargs)
 
 
+def recipe(release: str) -> list[str]:
+    """pip arguments that install this checkout (editable, test extras) with ``release``."""
+    pins = ["-c", str(OLDEST_CONSTRAINTS)] if release == RELEASES[0] else []
+    return [*pins, "-e", f"{ROOT}[test]", f"lm-eval=={release}"]
+
+
 def build(release: str, venv: Path) -> Path:
+    """The environment's python; (re)built unless ``venv`` was built by the same recipe."""
     python = venv / "bin" / "python"
-    if (venv / ".complete").is_file():
+    spec = recipe(release)
+    stamp = " ".join(spec) + "\n" + (OLDEST_CONSTRAINTS.read_text() if "-c" in spec else "")
+    key = hashlib.sha256(stamp.encode()).hexdigest()[:16]
+    complete = venv / ".complete"
+    if python.exists() and complete.is_file() and complete.read_text().strip() == key:
+        run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)])  # this checkout's metadata
         return python
     run([sys.executable, "-m", "venv", "--clear", str(venv)])
-    run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0"])
-    pins = ["-c", str(OLDEST_CONSTRAINTS)] if release == RELEASES[0] else []
-    run([str(python), "-m", "pip", "install", "-q", *pins, f"lm-eval=={release}", "transformers", "datasets",
-         "accelerate", "pytest>=8", "hypothesis>=6.100", "tokenizers>=0.19"])
-    (venv / ".complete").touch()
+    run([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"])
+    run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0"])  # the CPU build, before anything pulls CUDA
+    run([str(python), "-m", "pip", "install", "-q", *spec])
+    run([str(python), "-m", "pip", "check"], stdout=subprocess.DEVNULL)
+    complete.write_text(key + "\n")
     return python
 
 
 def versions(python: Path) -> str:
     code = ("import importlib.metadata as m; print(', '.join(f'{p} {m.version(p)}' for p in "
-            "('lm-eval', 'transformers', 'datasets', 'accelerate', 'torch')))")
+            f"{VERSIONS_OF!r}))")
     return run([str(python), "-c", code], capture_output=True).stdout.strip()
 
 
+def run_subset(python: Path, tests: list[str], pytest_args: list[str]) -> tuple[int, str]:
+    """Run pytest in the environment, streaming its output; return (exit code, output)."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"  # its console scripts, as when activated
+    env.pop("VIRTUAL_ENV", None)
+    cmd = [str(python), "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile", *tests,
+           *pytest_args]
+    lines = []
+    with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    return proc.returncode, "".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pytest_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--releases", nargs="+", default=list(RELEASES))
+    parser.add_argument("--releases", nargs="+", default=list(RELEASES), choices=RELEASES)
     parser.add_argument("--venv-root", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                         / "lm-eval-erank" / "compat")
-    parser.add_argument("--venv", action="append", default=[], help="RELEASE=PATH: use an existing environment")
+    parser.add_argument("--venv", action="append", default=[],
+                        help="RELEASE=PATH: the environment's place (built there unless already built by this recipe)")
     parser.add_argument("--tests", nargs="+", default=list(SUBSET))
     args = parser.parse_args(argv)
-    given = dict(item.split("=", 1) for item in args.venv)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    rows = ["| lm-eval | environment | subset | wall |", "|---|---|---|---|"]
+    places = {release: args.venv_root / release for release in args.releases}
+    places.update({release: Path(path) for release, path in (item.split("=", 1) for item in args.venv)})
+    rows = ["| lm-eval | environment | subset | build + tests |", "|---|---|---|---|"]
+    failed_releases = []
     for release in args.releases:
-        python = Path(given[release]) / "bin" / "python" if release in given else build(release, args.venv_root / release)
-        run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)])
         start = time.perf_counter()
-        env["PATH"] = f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}"  # its console scripts, as when activated
-        done = subprocess.run([str(python), "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *args.tests],
-                              cwd=ROOT, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - start
-        summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
-        counts = ", ".join(re.findall(r"\d+ (?:passed|failed|errors?|skipped)", summary)) or summary
-        failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", done.stdout, flags=re.M)
-        counts += "".join(f"; {name.split('::')[-1]}" for name in failed)
-        rows.append(f"| {release} | {versions(python)} | {counts} | {wall:.0f} s |")
-        print(rows[-1], flush=True)
+        python = build(release, places[release])
+        built = time.perf_counter() - start
+        print(f"lm-eval {release}: {versions(python)}", flush=True)
+        start = time.perf_counter()
+        code, output = run_subset(python, args.tests, pytest_args)
+        tested = time.perf_counter() - start
+        summary = (output.strip().splitlines() or ["(no output)"])[-1]
+        counts = ", ".join(re.findall(r"\d+ (?:passed|failed|errors?|skipped|deselected)", summary)) or summary
+        counts += "".join(f"; {name.split('::')[-1]}" for name in re.findall(r"^(?:FAILED|ERROR) (\S+)", output, re.M))
+        if code != 0:
+            failed_releases.append(release)
+        rows.append(f"| {release} | {versions(python)} | {counts} | {built:.0f} s + {tested:.0f} s |")
     print("\n".join(rows))
-    return 0
+    if failed_releases:
+        print(f"FAILED on lm-eval {', '.join(failed_releases)}", file=sys.stderr)
+    return 1 if failed_releases else 0
 
 
 if __name__ == "__main__":

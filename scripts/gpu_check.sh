@@ -5,7 +5,8 @@
 # at the opt-1.3b shape in bfloat16 (per-text speed-up vs the reference, M0 build vs load on
 # the GPU, batch_size=auto, m0_swap cost and peak device memory) and scripts/dtype_drift.py on
 # CUDA (bf16/fp16 vs fp32 entropies). Logs and JSON land in $OUT (the device tool's folder).
-# SHAPE, DEVICE, DOCS, PYTHON override the defaults (DEVICE=cpu SHAPE=small DOCS=5 rehearses it on a CPU).
+# SHAPE, DEVICE, DOCS, PYTHON override the defaults (DEVICE=cpu SHAPE=small DOCS=5 rehearses it on a CPU);
+# BENCH_ARGS adds options to bench.py (the test suite's rehearsal shrinks its repeats with it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check_out}
@@ -27,7 +28,7 @@ export PYTHONPATH="$site" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLIN
 'datasets', datasets.__version__, 'lm_eval_erank', e.__version__)"
 } 2>&1 | tee "$OUT/machine.txt"
 # The progress bars go to the log only; the table is printed.
-"$PYTHON" scripts/bench.py --device "$DEVICE" --shape "$SHAPE" --docs "$DOCS" --out "$OUT/bench.json" \
+"$PYTHON" scripts/bench.py --device "$DEVICE" --shape "$SHAPE" --docs "$DOCS" --out "$OUT/bench.json" ${BENCH_ARGS:-} \
     > "$OUT/bench.log" 2>&1 || { tail -c 6000 "$OUT/bench.log"; exit 1; }
 sed -n '/^machine:/,$p' "$OUT/bench.log"
 drift_shape=(--arch opt --hidden 2048 --layers 24 --texts 200)

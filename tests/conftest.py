@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,24 @@ def console_script(name: str) -> str:
     path = Path(sys.executable).parent / name
     assert path.exists(), f"console script {name} is not installed next to {sys.executable}"
     return str(path)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "lm_eval_erank_autoload.py", "lm_eval_erank", "task_configs",
+           "scripts")
+
+
+def copy_sources(dest: Path) -> Path:
+    """Copy what a build needs (and scripts/) to ``dest``: tests that build or install the
+    package do it from a private copy, since setuptools writes build/ inside the source tree
+    and two builds of one tree at once (tests run in parallel) would race."""
+    for name in SOURCES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
 
 
 def run_cli(args: list[str], output_dir: Path, module: str = "lm_eval_erank", check: bool = True,

@@ -6,14 +6,13 @@ import subprocess
 import sys
 import sysconfig
 import zipfile
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import ROOT, copy_sources
 
 
 def test_wheel_ships_task_configs_and_they_load(tmp_path):
+    src = copy_sources(tmp_path / "src")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(ROOT), "-w", str(tmp_path / "dist")],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(src), "-w", str(tmp_path / "dist")],
         check=True, capture_output=True, timeout=300,
     )
     (wheel,) = (tmp_path / "dist").glob("lm_eval_erank-*.whl")
