@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["LM_EVAL_ERANK_CACHE"] = tempfile.mkdtemp(prefix="erank-m0-cache-")
 
 from lm_eval_erank import example  # noqa: E402
+
+# pytest-xdist's workers ignore SIGINT (the controller handles Ctrl-C), and an ignored signal is
+# inherited by child processes: give tests the handler a user's interpreter has, so the Ctrl-C
+# tests see Python's default and the lm_eval processes they start can be interrupted.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ARCHS = ("gpt2", "llama", "opt")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -92,6 +99,7 @@ def copy_sources(dest: Path) -> Path:
     """Copy what a build needs (and scripts/) to ``dest``: tests that build or install the
     package do it from a private copy, since setuptools writes build/ inside the source tree
     and two builds of one tree at once (tests run in parallel) would race."""
+    dest.mkdir(parents=True, exist_ok=True)
     for name in SOURCES:
         src = ROOT / name
         if src.is_dir():
