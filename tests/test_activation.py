@@ -10,6 +10,8 @@ import sysconfig
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import lm_eval_erank_autoload
 
 from .conftest import console_script, model_args
@@ -61,17 +63,39 @@ def test_the_off_switch_leaves_lm_eval_as_it_is():
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-4000:]
 
 
+def _fake_lm_eval(root: Path) -> None:
+    """An lm_eval package under ``root`` whose registry imports but whose models package is missing."""
+    (root / "lm_eval" / "api").mkdir(parents=True)
+    (root / "lm_eval" / "__init__.py").write_text("")
+    (root / "lm_eval" / "api" / "__init__.py").write_text("")
+    (root / "lm_eval" / "api" / "registry.py").write_text("VALUE = 42\n")
+
+
 def test_a_broken_lm_eval_gets_a_warning_not_an_error(tmp_path):
     """An lm_eval whose registry imports but whose models package is missing: the hook's call fails."""
-    (tmp_path / "lm_eval" / "api").mkdir(parents=True)
-    (tmp_path / "lm_eval" / "__init__.py").write_text("")
-    (tmp_path / "lm_eval" / "api" / "__init__.py").write_text("")
-    (tmp_path / "lm_eval" / "api" / "registry.py").write_text("VALUE = 42\n")
+    _fake_lm_eval(tmp_path)
     done = _python("import lm_eval.api.registry as r; print('still running', r.VALUE)",
                    env={"PYTHONPATH": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     assert "still running 42" in done.stdout
     assert "lm-eval-erank could not activate after importing lm_eval.api.registry" in done.stderr
+
+
+@pytest.mark.parametrize("release", ["0.4.9", "0.4.14"])
+def test_an_unsupported_lm_eval_gets_a_warning_naming_the_range(tmp_path, release):
+    """An lm_eval (with its distribution metadata) of a release outside the supported range: the
+    hook's first step refuses it with the range and the pip command; the program runs on."""
+    _fake_lm_eval(tmp_path)
+    (tmp_path / f"lm_eval-{release}.dist-info").mkdir()
+    (tmp_path / f"lm_eval-{release}.dist-info" / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: lm_eval\nVersion: {release}\n")
+    done = _python("import lm_eval.api.registry as r; print('still running', r.VALUE)",
+                   env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "still running 42" in done.stdout
+    assert (f"lm-eval-erank supports lm-eval 0.4.10 to 0.4.13; this environment has lm-eval {release}. "
+            "Install a supported release: pip install 'lm-eval>=0.4.10,<=0.4.13'") in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_python_api_without_importing_the_plugin(tiny_models, local_tasks):
