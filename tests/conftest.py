@@ -109,6 +109,24 @@ def copy_sources(dest: Path) -> Path:
     return dest
 
 
+class FakeTrainer:
+    """What DiffErankCallback uses of a transformers Trainer: its tokenizer and ``log``, which
+    keeps every logged dict in ``logged``."""
+
+    def __init__(self, tokenizer):
+        self.processing_class = tokenizer
+        self.logged: list[dict] = []
+
+    def log(self, logs: dict) -> None:
+        self.logged.append(logs)
+
+
+class FakeTrainerState:
+    """The TrainerState fields the callback reads, at step 0 on the main process."""
+
+    global_step, is_world_process_zero = 0, True
+
+
 def run_cli(args: list[str], output_dir: Path, module: str = "lm_eval_erank", check: bool = True,
             command: list[str] | None = None):
     """Run ``python -m <module> <args> --output_path output_dir`` (or ``<command> <args> ...``);

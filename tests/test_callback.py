@@ -10,6 +10,8 @@ from lm_eval_erank import diff_erank, example
 from lm_eval_erank import callback as callback_module
 from lm_eval_erank.callback import DiffErankCallback
 
+from .conftest import FakeTrainer, FakeTrainerState
+
 HELD_OUT = example.gold_texts()[:8]
 
 
@@ -73,32 +75,19 @@ def test_callback_logs_every_n_steps_and_computes_m0_once(tiny_models, tmp_path,
 
 
 def test_callback_rejects_bad_arguments(tiny_models):
-    tok = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
-
-    class FakeTrainer:
-        processing_class = tok
-
+    trainer = FakeTrainer(AutoTokenizer.from_pretrained(tiny_models["gpt2"]))
     with pytest.raises(ValueError, match="every_n_steps"):
-        DiffErankCallback(FakeTrainer(), HELD_OUT, every_n_steps=0)
+        DiffErankCallback(trainer, HELD_OUT, every_n_steps=0)
     with pytest.raises(ValueError, match="held-out"):
-        DiffErankCallback(FakeTrainer(), [], every_n_steps=5)
+        DiffErankCallback(trainer, [], every_n_steps=5)
 
 
 def test_callback_without_losses_logs_erank_values_only(tiny_models):
     tok = AutoTokenizer.from_pretrained(tiny_models["opt"])
     model = AutoModelForCausalLM.from_pretrained(tiny_models["opt"], dtype=torch.float32)
-    logged = []
-
-    class FakeTrainer:
-        processing_class = tok
-
-        def log(self, logs):
-            logged.append(logs)
-
-    class State:
-        global_step, is_world_process_zero = 0, True
-
-    cb = DiffErankCallback(FakeTrainer(), HELD_OUT, every_n_steps=1, m0_seed=2, losses=False)
-    cb.on_train_begin(None, State(), None, model=model)
+    trainer = FakeTrainer(tok)
+    cb = DiffErankCallback(trainer, HELD_OUT, every_n_steps=1, m0_seed=2, losses=False)
+    cb.on_train_begin(None, FakeTrainerState(), None, model=model)
+    logged = trainer.logged
     assert set(logged[0]) == {"erank/diff_erank", "erank/erank_m1", "erank/erank_m0", "erank/erank_ratio"}
     assert logged[0]["erank/diff_erank"] == pytest.approx(diff_erank(model, tok, HELD_OUT, m0_seed=2).diff_erank(), rel=1e-9)

@@ -17,7 +17,7 @@ from lm_eval_erank import api, diff_erank, example
 from lm_eval_erank.metrics import MAX_BOOTSTRAP_ITERS, METRIC_NAMES, TWIN_METRICS, per_document_values
 from lm_eval_erank.plugin import register
 
-from .conftest import model_args, run_cli
+from .conftest import FakeTrainer, FakeTrainerState, model_args, run_cli
 
 TEXTS = ["", "a"] + example.gold_texts()[:10]
 
@@ -180,24 +180,15 @@ def test_callback_with_twins_logs_the_twin_mean_and_spread(tiny_models):
 
     tok = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
     model = AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"], dtype=torch.float32)
-    logged = []
-
-    class FakeTrainer:
-        processing_class = tok
-
-        def log(self, logs):
-            logged.append(logs)
-
-    class State:
-        global_step, is_world_process_zero = 0, True
-
-    DiffErankCallback(FakeTrainer(), TEXTS[2:], every_n_steps=1, m0_seed=2, m0_twins=2).on_train_begin(
-        None, State(), None, model=model)
+    trainer = FakeTrainer(tok)
+    DiffErankCallback(trainer, TEXTS[2:], every_n_steps=1, m0_seed=2, m0_twins=2).on_train_begin(
+        None, FakeTrainerState(), None, model=model)
+    logged = trainer.logged
     expected = diff_erank(model, tok, TEXTS[2:], m0_seed=2, m0_twins=2)
     assert logged[0]["erank/diff_erank"] == pytest.approx(expected.diff_erank(), rel=1e-9)
     assert logged[0]["erank/erank_m0_twin_sd"] == pytest.approx(expected.erank_m0_twin_sd(), rel=1e-9)
     with pytest.raises(ValueError, match="m0_twins"):
-        DiffErankCallback(FakeTrainer(), TEXTS[2:], m0_twins=0)
+        DiffErankCallback(trainer, TEXTS[2:], m0_twins=0)
 
 
 def test_scripts_pass_twins_on_and_mark_single_twin_results(tmp_path, capsys):
