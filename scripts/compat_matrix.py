@@ -61,9 +61,8 @@ def build(release: str, venv: Path) -> Path:
         return python
     run([sys.executable, "-m", "venv", "--clear", str(venv)])
     run([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"])
-    # The CPU build first, before anything pulls a CUDA one; --no-compile: modules compile when imported.
-    run([str(python), "-m", "pip", "install", "-q", "--no-compile", "torch==2.13.0"])
-    run([str(python), "-m", "pip", "install", "-q", "--no-compile", *spec])
+    run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0"])  # the CPU build, before anything pulls CUDA
+    run([str(python), "-m", "pip", "install", "-q", *spec])
     run([str(python), "-m", "pip", "check"], stdout=subprocess.DEVNULL)
     complete.write_text(key + "\n")
     return python

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install the plugin with its test extras into it.
-# --no-compile: modules are compiled when first imported (most never are), less CPU at install.
 # TORCH_SPEC picks the torch build (default torch==2.13.0; on CUDA machines PyPI serves a CUDA build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,5 +7,5 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-python -c "import torch" 2>/dev/null || python -m pip install -q --no-compile "${TORCH_SPEC:-torch==2.13.0}"
-python -m pip install -q --no-compile -e ".[test]"
+python -c "import torch" 2>/dev/null || python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+python -m pip install -q -e ".[test]"
