@@ -36,6 +36,24 @@ ARCHS = ("gpt2", "llama", "opt")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """Directory ``name``, filled by ``build(directory)`` once per test run: pytest-xdist's
+    workers share it (the first builds it under a lock, the others wait and reuse it)."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's directory, above each worker's own
+    target = base / f"shared-{name}"
+    with FileLock(f"{target}.lock"):
+        if not (target / ".complete").is_file():
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
+            build(target)
+            (target / ".complete").touch()
+    return target
+
+
 @pytest.fixture(scope="session")
 def tokenizers_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("tokenizers")
@@ -62,13 +80,14 @@ def tiny_models(tmp_path_factory, make_tokenizer):
     GPT-2-shaped uses a tokenizer that adds no special tokens; Llama- and OPT-shaped use one
     that prepends BOS, as their real tokenizers do.
     """
-    root = tmp_path_factory.mktemp("models")
-    dirs = {}
-    for arch in ARCHS:
-        tok = make_tokenizer(add_bos=arch != "gpt2")
-        dirs[arch] = root / arch
-        example.build_tiny_model(arch, tok, dirs[arch], seed=0, train_texts=example.gold_texts(), steps=40)
-    return dirs
+
+    def build(root: Path) -> None:
+        for arch in ARCHS:
+            tok = make_tokenizer(add_bos=arch != "gpt2")
+            example.build_tiny_model(arch, tok, root / arch, seed=0, train_texts=example.gold_texts(), steps=40)
+
+    root = built_once(tmp_path_factory, "models", build)
+    return {arch: root / arch for arch in ARCHS}
 
 
 @pytest.fixture(scope="session")
