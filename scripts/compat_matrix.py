@@ -79,7 +79,8 @@ def run_subset(python: Path, tests: list[str], pytest_args: list[str]) -> tuple[
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"  # its console scripts, as when activated
     env.pop("VIRTUAL_ENV", None)
-    cmd = [str(python), "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile", *tests,
+    cmd = [str(python), "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile",
+           "--no-loadscope-reorder", *tests,
            *pytest_args]
     lines = []
     with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:

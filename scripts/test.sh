@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Set everything up, then run the tests (offline): the full suite in .venv at the newest releases,
-# two pytest workers, one test file each at a time; and beside it the end-to-end subset at the oldest
-# supported releases in its own environment (scripts/test_oldest.sh; ERANK_OLDEST=0 skips it).
-# Arguments go to the full suite's pytest. About 12-15 minutes on 2 cores.
+# Set everything up, then run the tests (offline): the full suite in .venv at the newest releases
+# (two pytest workers, one test file each at a time, slowest files first: tests/conftest.py) and,
+# beside it, the end-to-end subset at the oldest supported releases in its own environment
+# (scripts/test_oldest.sh; ERANK_OLDEST=0 skips it). Arguments go to the full suite's pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
@@ -16,7 +16,7 @@ if [ "${ERANK_OLDEST:-1}" != 0 ]; then
 fi
 start=$SECONDS
 status=0
-python -m pytest -n 2 --dist loadfile "$@" || status=$?
+python -m pytest -n 2 --dist loadfile --no-loadscope-reorder "$@" || status=$?
 echo "full suite: $((SECONDS - start)) s"
 if [ -n "$oldest_pid" ]; then
   oldest_status=0
