@@ -33,6 +33,7 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ARCHS = ("gpt2", "llama", "opt")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # The slowest test files first (seconds under `-n 2`, measured with --durations=0): pytest-xdist
 # (`--dist loadfile --no-loadscope-reorder`) hands out files in this order, so that the two
 # workers finish together instead of one running a long file alone at the end.
@@ -43,8 +44,6 @@ SLOWEST_FIRST = ("test_guarantees.py", "test_cli_end_to_end.py", "test_api.py", 
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept otherwise
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def built_once(tmp_path_factory, name: str, build) -> Path:
