@@ -5,13 +5,13 @@ lm-eval 0.4.13 discovers no plugins, so this module installs a post-import hook 
 ``sys.meta_path`` finder that wraps the loader of a few lm-eval modules) and does nothing else:
 it imports only ``os`` and ``sys``, and never imports lm-eval, torch or this package itself.
 When one of the watched modules has finished executing, it calls into
-``lm_eval_erank.activation``:
+``lm_eval_erank.harness.activation``:
 
 - ``lm_eval.api.registry``  -> the ``hf-erank`` / ``hf-multimodal-erank`` models as lazy names;
 - ``lm_eval.tasks`` -> every TaskManager indexes the ``erank_*`` task directory and resolves
   ``erank_<name>``;
-- ``lm_eval.evaluator`` or ``lm_eval_erank.tasks`` -> ``plugin.register()`` (metrics, models,
-  errors, Ctrl-C-safe writers; imports torch, as any evaluation does).
+- ``lm_eval.evaluator`` or ``lm_eval_erank.harness.tasks`` (a task YAML naming ``ErankTask``) ->
+  ``register()`` (metrics, models, errors, Ctrl-C-safe writers; imports torch, as any evaluation does).
 
 ``LM_EVAL_ERANK_AUTOLOAD=0`` (or false/no/off) turns all of it off. A failure inside a callback is
 reported as a warning and never raised into the importing program.
@@ -21,14 +21,14 @@ import os
 import sys
 
 ENV_VAR = "LM_EVAL_ERANK_AUTOLOAD"
-# module -> name of the lm_eval_erank.activation function to call once it has executed
+# module -> name of the lm_eval_erank.harness.activation function to call once it has executed
 HOOKS = {
     "lm_eval.api.registry": "add_model_names",
     "lm_eval.tasks": "patch_task_manager",  # defines or re-exports TaskManager in every release
     "lm_eval.evaluator": "register",
-    "lm_eval_erank.tasks": "register",
+    "lm_eval_erank.harness.tasks": "register",
 }
-# True while the hook imports lm_eval_erank.activation: lm_eval_erank/__init__ then skips its
+# True while the hook imports lm_eval_erank.harness.activation: lm_eval_erank/__init__ then skips its
 # own full registration (that import must stay light).
 LIGHT_IMPORT = False
 
@@ -42,7 +42,7 @@ def _call(function_name, module_name):
     try:
         LIGHT_IMPORT = True
         try:
-            from lm_eval_erank import activation
+            from lm_eval_erank.harness import activation
         finally:
             LIGHT_IMPORT = False
         getattr(activation, function_name)()

@@ -1,4 +1,4 @@
-from lm_eval_erank.cli import main
+from lm_eval_erank.harness.cli import main
 
 if __name__ == "__main__":
     main()

@@ -24,10 +24,12 @@ from collections.abc import Sequence
 import torch
 from transformers import TrainerCallback
 
-from .api import (DEFAULT_M0_SEED, TwinProvider, check_int, check_model, check_texts, check_tokenizer, combine,
-                  default_max_length, encode_texts, twins_statistics)
-from .representations import TextStatistics, num_layers, parse_layers, text_statistics
-from .twin import validate_seed
+from .core.checks import check_bool, check_int, check_model, check_seed, check_texts, check_tokenizer, parse_layers
+from .core.measure import DEFAULT_M0_SEED, default_max_length, encode_texts, pad_token_id
+from .core.metrics import TABLE
+from .core.representations import TextStatistics, num_layers, text_statistics
+from .core.result import combine
+from .core.twin_provider import TwinProvider, twins_statistics
 
 
 class DiffErankCallback(TrainerCallback):
@@ -46,9 +48,8 @@ class DiffErankCallback(TrainerCallback):
         self.texts = check_texts(texts, "texts (the held-out texts)")
         batch_size = check_int("batch_size", batch_size)
         max_length = check_int("max_length", max_length, allow_none=True)
-        m0_seed = validate_seed(m0_seed)
-        if not isinstance(losses, bool):
-            raise TypeError(f"losses must be True or False, got {losses!r}")
+        m0_seed = check_seed(m0_seed)
+        losses = check_bool("losses", losses)
         if tokenizer is not None:
             check_tokenizer(tokenizer)
         model = getattr(trainer, "model", None)
@@ -86,7 +87,7 @@ class DiffErankCallback(TrainerCallback):
         try:
             layers = parse_layers(self.layers_spec, num_layers(model))
             ids, truncated = encode_texts(self.tokenizer, self.texts, self.max_length or default_max_length(model))
-            pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+            pad_id = pad_token_id(self.tokenizer)
             if self._m0 is None:
                 twins = [TwinProvider(model, self.m0_seed + k) for k in range(self.m0_twins)]
                 self._m0 = twins_statistics(twins, ids, self.batch_size, pad_id, layers, losses=self.losses)
@@ -98,8 +99,7 @@ class DiffErankCallback(TrainerCallback):
         finally:
             model.train(was_training)
         summary = result.summary()
-        keys = ["diff_erank", "erank_m1", "erank_m0", "erank_ratio", "reduced_loss", "loss_m1", "erank_m0_twin_sd"]
-        keys += [k for k in summary if "_layer" in k]
+        keys = [m.name for m in TABLE if m.logged] + [k for k in summary if "_layer" in k]
         logs = {f"{self.prefix}{k}": summary[k] for k in keys if summary.get(k) is not None}
         self.history.append((state.global_step, logs))
         # trainer.log ends in on_log, which clears control.should_log: restore it, or the Trainer's

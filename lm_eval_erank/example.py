@@ -24,20 +24,32 @@ import subprocess
 import sys
 from pathlib import Path
 
-PIQA_DOCS = [
-    ("How do I keep bread fresh?", "Store it in a sealed bag at room temperature.", "Leave it open in the sun all day.", 0),
-    ("How can I cool a hot drink quickly?", "Pour it into a hot pan on the stove.", "Stir in a few ice cubes.", 1),
-    ("How do I open a stuck jar lid?", "Run the lid under hot water, then twist.", "Put the jar in the freezer overnight.", 0),
-    ("How do I dry wet shoes?", "Fill them with dry newspaper and leave them.", "Soak them in a bucket of water.", 0),
-    ("How do I clean a greasy pan?", "Rub it with dry sand only.", "Wash it with hot soapy water.", 1),
-    ("How do I stop a door from squeaking?", "Oil the hinges with a few drops.", "Paint the door a darker colour.", 0),
-    ("How do I keep cut apples from browning?", "Brush them with lemon juice.", "Leave them in a warm room.", 0),
-    ("How do I find a small leak in a tyre?", "Spray soapy water and look for bubbles.", "Drive faster on the highway.", 0),
-    ("How can I remove a splinter?", "Pull it out gently with clean tweezers.", "Push it deeper with a finger.", 0),
-    ("How do I water a plant while away?", "Turn the plant upside down.", "Use a bottle with a slow drip.", 1),
-    ("How do I soften hard butter?", "Grate it or leave it near a warm oven.", "Put it in the freezer for an hour.", 0),
-    ("How do I untangle a necklace?", "Pull both ends as hard as possible.", "Add a drop of oil and tease knots apart with a pin.", 1),
-]
+import yaml
+
+from .harness.lm_eval_internals import lm_eval_tasks_dir
+from .harness.task_dirs import task_dir
+
+
+def _piqa_rows(block: str) -> list[tuple[str, str, str, int]]:
+    """(goal, sol1, sol2, label) from ``goal | sol1 | sol2 | label`` lines."""
+    rows = [[field.strip() for field in line.split("|")] for line in block.strip().splitlines()]
+    return [(goal, sol1, sol2, int(label)) for goal, sol1, sol2, label in rows]
+
+
+PIQA_DOCS = _piqa_rows("""
+    How do I keep bread fresh? | Store it in a sealed bag at room temperature. | Leave it open in the sun all day. | 0
+    How can I cool a hot drink quickly? | Pour it into a hot pan on the stove. | Stir in a few ice cubes. | 1
+    How do I open a stuck jar lid? | Run the lid under hot water, then twist. | Put the jar in the freezer overnight. | 0
+    How do I dry wet shoes? | Fill them with dry newspaper and leave them. | Soak them in a bucket of water. | 0
+    How do I clean a greasy pan? | Rub it with dry sand only. | Wash it with hot soapy water. | 1
+    How do I stop a door from squeaking? | Oil the hinges with a few drops. | Paint the door a darker colour. | 0
+    How do I keep cut apples from browning? | Brush them with lemon juice. | Leave them in a warm room. | 0
+    How do I find a small leak in a tyre? | Spray soapy water and look for bubbles. | Drive faster on the highway. | 0
+    How can I remove a splinter? | Pull it out gently with clean tweezers. | Push it deeper with a finger. | 0
+    How do I water a plant while away? | Turn the plant upside down. | Use a bottle with a slow drip. | 1
+    How do I soften hard butter? | Grate it or leave it near a warm oven. | Put it in the freezer for an hour. | 0
+    How do I untangle a necklace? | Pull both ends as hard as possible. | Add a drop of oil and tease knots apart with a pin. | 1
+""")
 
 OBQA_DOCS = [
     ("The sun is a source of", ["ice", "light", "sound", "rock"], "B"),
@@ -110,11 +122,6 @@ def write_local_tasks(directory: Path, prefix: str = "local", rows_override: dic
     local file) and ``{prefix}_<name>`` (lm-eval's standard task on the same file), plus a
     group ``{prefix}_erank``. Returns {name: task name} for the erank tasks.
     """
-    import yaml
-
-    from .plugin import task_dir
-    from .tasks import LM_EVAL_TASKS_DIR
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     names = {}
@@ -130,7 +137,7 @@ def write_local_tasks(directory: Path, prefix: str = "local", rows_override: dic
             f"include: {erank_yaml}\ntask: {prefix}_erank_{name}\n{local_data}", encoding="utf-8"
         )
         (directory / f"{prefix}_{name}.yaml").write_text(
-            f"include: {LM_EVAL_TASKS_DIR / base_yaml}\ntask: {prefix}_{name}\n{local_data}", encoding="utf-8"
+            f"include: {lm_eval_tasks_dir() / base_yaml}\ntask: {prefix}_{name}\n{local_data}", encoding="utf-8"
         )
         names[name] = f"{prefix}_erank_{name}"
     group = yaml.safe_load((task_dir() / "erank.yaml").read_text(encoding="utf-8"))
@@ -148,10 +155,6 @@ def write_local_lm_tasks(directory: Path, data: dict[str, tuple[list[dict] | lis
     ``data``: name (``wikitext``, ``openwebtext2``, ...) -> (rows in the hub schema, or existing
     json/jsonl files; the split the shipped task scores). Returns {name: task name}.
     """
-    import yaml
-
-    from .plugin import task_dir
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     names = {}
@@ -211,8 +214,11 @@ def train_tokenizer(texts: list[str], directory: Path, add_bos: bool, vocab_size
     return AutoTokenizer.from_pretrained(directory)
 
 
-def tiny_config(arch: str, tokenizer, hidden: int = 48, layers: int = 2, max_positions: int = 512):
-    """A tiny GPT-2-, Llama- or OPT-shaped config sized to ``tokenizer``."""
+def tiny_config(arch: str, tokenizer, hidden: int = 48, layers: int = 2, max_positions: int = 512, **overrides):
+    """A tiny GPT-2-, Llama- or OPT-shaped config sized to ``tokenizer``.
+
+    ``overrides`` are config fields in the architecture's own names (``n_head``, ``ffn_dim``,
+    ``vocab_size``, ...), set over the tiny defaults: a preset of a larger shape gives them all."""
     from transformers import GPT2Config, LlamaConfig, OPTConfig
 
     ids = {
@@ -222,34 +228,37 @@ def tiny_config(arch: str, tokenizer, hidden: int = 48, layers: int = 2, max_pos
         "pad_token_id": tokenizer.pad_token_id,
     }
     if arch == "gpt2":
-        return GPT2Config(n_embd=hidden, n_layer=layers, n_head=4, n_positions=max_positions, **ids)
+        return GPT2Config(**{"n_embd": hidden, "n_layer": layers, "n_head": 4, "n_positions": max_positions, **ids,
+                             **overrides})
     if arch == "llama":
-        return LlamaConfig(
-            hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=max_positions, **ids,
-        )
+        return LlamaConfig(**{
+            "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": layers,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": max_positions, **ids,
+            **overrides})
     if arch == "opt":
-        return OPTConfig(
-            hidden_size=hidden, ffn_dim=2 * hidden, num_hidden_layers=layers, num_attention_heads=4,
-            max_position_embeddings=max_positions, word_embed_proj_dim=hidden, **ids,
-        )
+        return OPTConfig(**{
+            "hidden_size": hidden, "ffn_dim": 2 * hidden, "num_hidden_layers": layers, "num_attention_heads": 4,
+            "max_position_embeddings": max_positions, "word_embed_proj_dim": hidden, **ids, **overrides})
     raise ValueError(f"unknown architecture {arch!r} (gpt2, llama, opt)")
 
 
-def build_tiny_model(arch: str, tokenizer, directory: Path, seed: int = 0, train_texts: list[str] | None = None,
-                     steps: int = 0, **config_kwargs):
-    """Build a tiny causal LM from a config, optionally train it briefly on ``train_texts``,
-    and save it (with ``tokenizer``) to ``directory`` for ``pretrained=<directory>``."""
+def build_tiny_model(arch: str, tokenizer, directory: Path | None, seed: int = 0, train_texts: list[str] | None = None,
+                     steps: int = 0, dtype=None, **config_kwargs):
+    """Build a causal LM from ``tiny_config(arch, tokenizer, **config_kwargs)`` (seeded; in
+    ``dtype``, default transformers' own), optionally train it briefly on ``train_texts``, and
+    save it (with ``tokenizer``) to ``directory`` for ``pretrained=<directory>`` (None: not saved)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(tiny_config(arch, tokenizer, **config_kwargs))
+    in_dtype = {} if dtype is None else {"dtype": dtype}
+    model = AutoModelForCausalLM.from_config(tiny_config(arch, tokenizer, **config_kwargs), **in_dtype)
     if train_texts and steps:
         train_briefly(model, tokenizer, train_texts, steps)
     model.eval()
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    if directory is not None:
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
     return model
 
 

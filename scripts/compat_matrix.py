@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import common
+
 ROOT = Path(__file__).resolve().parents[1]
 RELEASES = ("0.4.10", "0.4.11", "0.4.12", "0.4.13")
 OLDEST_CONSTRAINTS = ROOT / "scripts" / "oldest-constraints.txt"
@@ -76,7 +78,7 @@ def versions(python: Path) -> str:
 
 def run_subset(python: Path, tests: list[str], pytest_args: list[str]) -> tuple[int, str]:
     """Run pytest in the environment, streaming its output; return (exit code, output)."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = common.offline_env()
     env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"  # its console scripts, as when activated
     env.pop("VIRTUAL_ENV", None)
     cmd = [str(python), "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile",

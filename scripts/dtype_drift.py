@@ -15,19 +15,21 @@ import argparse
 import copy
 import json
 import math
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
+import common
 
-from lm_eval_erank import example
-from lm_eval_erank.representations import text_statistics
-from lm_eval_erank.twin import build_random_twin
+common.go_offline()
 
-SHARED_PIQA = (Path(os.environ.get("LM_EVAL_ERANK_BENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
-               / "hf_schema" / "piqa_validation.jsonl")
+import torch  # noqa: E402
+
+from lm_eval_erank import example  # noqa: E402
+from lm_eval_erank.core.representations import text_statistics  # noqa: E402
+from lm_eval_erank.core.twin import build_random_twin  # noqa: E402
+
+SHARED_PIQA = common.DATA / "hf_schema" / common.HF_SCHEMA_FILES["piqa"]
 
 
 def load_texts(limit: int) -> list[str]:

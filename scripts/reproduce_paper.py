@@ -123,7 +123,7 @@ def known_task_names(include_path: str | None) -> set[str]:
     (a quick scan of ``task:`` / ``group:`` lines, without indexing all of lm-eval's tasks)."""
     directories = []
     try:
-        from lm_eval_erank.plugin import task_dir
+        from lm_eval_erank.harness.task_dirs import task_dir
 
         directories.append(task_dir())
     except ImportError:  # pragma: no cover - plugin not installed
@@ -315,7 +315,8 @@ def compare(models, tasks, results: dict[str, dict | None], sources: dict[str, s
 
 # ---- main ---------------------------------------------------------------------------------------
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None):
+    """(options, the arguments passed on to the harness)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
                                      allow_abbrev=False)
@@ -344,7 +345,58 @@ def main(argv: list[str] | None = None) -> int:
     args, passthrough = parser.parse_known_args(argv)
     if args.limit is not None and args.limit.is_integer():
         args.limit = int(args.limit)
+    return args, passthrough
 
+
+def run_models(models, commands: dict[str, list[str]], out: Path, run_tasks: list[str], skip_existing: bool):
+    """Run each model's harness command (or reuse its results with ``skip_existing``):
+    ({name: results or None}, {name: results file}, [names that failed])."""
+    env = dict(os.environ)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    results: dict[str, dict | None] = {}
+    files: dict[str, Path] = {}
+    failed = []
+    for name, _ in models:
+        directory = out / "results" / slug(name)
+        existing = newest_results(directory) if skip_existing else None
+        if existing is not None:
+            data = json.loads(existing.read_text(encoding="utf-8"))
+            if all(t in data.get("results", {}) for t in run_tasks):
+                print(f"== {name}: reusing {existing}", flush=True)
+                results[name], files[name] = data, existing
+                continue
+        before = newest_results(directory)
+        print(f"== {name}: {shlex.join(commands[name])}", flush=True)
+        code = subprocess.call(commands[name], env=env)
+        produced = newest_results(directory)
+        if code != 0 or produced is None or produced == before:
+            print(f"reproduce_paper: {name} failed (exit code {code}); continuing", file=sys.stderr, flush=True)
+            failed.append(name)
+            results[name] = None
+            continue
+        results[name] = json.loads(produced.read_text(encoding="utf-8"))
+        files[name] = produced
+    return results, files, failed
+
+
+def draw_figures(files: dict[str, Path], out: Path, run_tasks: list[str]) -> None:
+    """``scripts/plot_results.py``'s figures of the results into ``out/plots`` (needs matplotlib)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("note: matplotlib is not installed; no figures (pip install matplotlib)", file=sys.stderr)
+        return
+    sys.path.insert(0, str(SCRIPTS))
+    import plot_results
+
+    names = list(files)
+    runs = plot_results.load_runs([str(files[n]) for n in names], names)
+    for path in plot_results.plot_all(runs, out / "plots", run_tasks):
+        print(f"written: {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, passthrough = parse_args(argv)
     models = parse_models(args.models)
     task_map = parse_task_map(args.task_map)
     tasks, notes = choose_tasks(args.tasks, task_map, args.include_path)
@@ -363,32 +415,7 @@ def main(argv: list[str] | None = None) -> int:
             print(shlex.join(commands[name]))
         return 0
 
-    env = dict(os.environ)
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    results: dict[str, dict | None] = {}
-    files: dict[str, Path] = {}
-    failed = []
-    for name, _ in models:
-        directory = out / "results" / slug(name)
-        existing = newest_results(directory) if args.skip_existing else None
-        if existing is not None:
-            data = json.loads(existing.read_text(encoding="utf-8"))
-            if all(t in data.get("results", {}) for t in run_tasks):
-                print(f"== {name}: reusing {existing}", flush=True)
-                results[name], files[name] = data, existing
-                continue
-        before = newest_results(directory)
-        print(f"== {name}: {shlex.join(commands[name])}", flush=True)
-        code = subprocess.call(commands[name], env=env)
-        produced = newest_results(directory)
-        if code != 0 or produced is None or produced == before:
-            print(f"reproduce_paper: {name} failed (exit code {code}); continuing", file=sys.stderr, flush=True)
-            failed.append(name)
-            results[name] = None
-            continue
-        results[name] = json.loads(produced.read_text(encoding="utf-8"))
-        files[name] = produced
-
+    results, files, failed = run_models(models, commands, out, run_tasks, args.skip_existing)
     table, rows = compare(models, tasks, results, sources, args.limit)
     out.mkdir(parents=True, exist_ok=True)
     (out / "comparison.md").write_text(table, encoding="utf-8")
@@ -398,20 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table, end="")
     print(f"\nwritten: {out / 'comparison.md'}\nwritten: {out / 'comparison.json'}")
-
     if files and not args.no_plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            print("note: matplotlib is not installed; no figures (pip install matplotlib)", file=sys.stderr)
-        else:
-            sys.path.insert(0, str(SCRIPTS))
-            import plot_results
-
-            names = list(files)
-            runs = plot_results.load_runs([str(files[n]) for n in names], names)
-            for path in plot_results.plot_all(runs, out / "plots", run_tasks):
-                print(f"written: {path}")
+        draw_figures(files, out, run_tasks)
     if failed:
         print(f"reproduce_paper: failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import common
+
 HOOK = "lm_eval_erank_autoload"
 
 
@@ -55,7 +57,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--cli-runs", type=int, default=3)
     args = parser.parse_args()
-    on = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    on = common.offline_env()
     on.pop("LM_EVAL_ERANK_AUTOLOAD", None)
     off = dict(on, LM_EVAL_ERANK_AUTOLOAD="0")
 

@@ -49,20 +49,19 @@ import re
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (the offline set-up, the data beside the checkout)
+
+common.go_offline()
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "wikitext-2"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import plot_results  # noqa: E402  (figures and table)
 
+DEFAULT_DATA = common.SHARED_DATA / "wikitext-2"
 PREFIX = "family"
 GROUP = f"{PREFIX}_erank_lm"
 TASKS = {"wikitext": f"{PREFIX}_erank_wikitext", "openwebtext2": f"{PREFIX}_erank_openwebtext2"}
@@ -234,7 +233,7 @@ def train_model(name: str, width: int, layers: int, tokenizer, blocks, callback_
                 checkpoint_steps: list[int]) -> dict:
     """Train one model with the Trainer and DiffErankCallback; save it (and checkpoints)."""
     import torch
-    from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from lm_eval_erank import example
     from lm_eval_erank.callback import DiffErankCallback
@@ -254,9 +253,8 @@ def train_model(name: str, width: int, layers: int, tokenizer, blocks, callback_
         def on_step_end(self, targs, state, control, model=None, **kwargs):
             self.save(model, state.global_step)
 
-    torch.manual_seed(args.seed)
-    config = example.tiny_config(args.arch, tokenizer, hidden=width, layers=layers, max_positions=args.block)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = example.build_tiny_model(args.arch, tokenizer, None, seed=args.seed, dtype=torch.float32, hidden=width,
+                                     layers=layers, max_positions=args.block)
     n_params = sum(p.numel() for p in model.parameters())
     targs = TrainingArguments(
         output_dir=str(out / "trainer" / name), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
@@ -538,26 +536,32 @@ def parse_args(argv):
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.perf_counter()
-    load_start = os.getloadavg()
-    loads = [load_start[0]]  # 1-minute load average after each model's training and each harness run
-    import torch
+@dataclass
+class Corpus:
+    """The text of a run: documents, held-out paragraphs, the tokenizer and the training blocks."""
 
-    torch.set_num_threads(args.threads)
-    from lm_eval_erank import example
+    source: str
+    train_docs: list[str]
+    heldout_docs: list[str]
+    paragraphs: list[str]
+    callback_texts: list[str]
+    tokenizer: object
+    blocks: object  # torch.Tensor (n, block)
 
-    out = Path(args.out).resolve()
-    figures = Path(args.figures).resolve() if args.figures else out / "plots"
-    out.mkdir(parents=True, exist_ok=True)
-    figures.mkdir(parents=True, exist_ok=True)
-    sizes = parse_sizes(args.sizes)
+
+def checkpoint_plan(args, sizes: list[tuple[int, int]]) -> tuple[int, list[int]]:
+    """(index of the sweep model, its checkpoint steps), checked against ``--steps``."""
     sweep = range(len(sizes))[args.sweep]
     checkpoints = ([int(s) for s in args.checkpoints.split(",")] if args.checkpoints
                    else default_checkpoints(args.steps))
     if any(s < 0 or s > args.steps for s in checkpoints) or args.steps not in checkpoints:
         raise SystemExit(f"train_family: --checkpoints must lie in 0..{args.steps} and include {args.steps}")
+    return sweep, checkpoints
+
+
+def prepare_corpus(args, out: Path) -> Corpus:
+    """Documents, held-out paragraphs (and the callback's share of them), tokenizer, blocks."""
+    from lm_eval_erank import example
 
     print("data ...", flush=True)
     train_docs, heldout_docs, source = load_corpus(args)
@@ -571,23 +575,33 @@ def main(argv: list[str] | None = None) -> int:
     blocks = token_blocks(tokenizer, train_texts, args.block)
     print(f"  {len(train_docs)} training documents ({blocks.numel():,} tokens in {len(blocks)} blocks of "
           f"{args.block}); held out: {len(heldout_docs)} documents, {len(paragraphs)} paragraphs", flush=True)
+    return Corpus(source, train_docs, heldout_docs, paragraphs, callback_texts, tokenizer, blocks)
 
+
+def train_all(args, sizes, sweep: int, checkpoints: list[int], corpus: Corpus, out: Path, loads: list) -> list[dict]:
+    """Train every model of ``--sizes`` (checkpoints for the sweep model only)."""
     trained = []
     for index, (width, layers) in enumerate(sizes):
         name = f"{args.arch}-d{width}-L{layers}"
         print(f"training {name} ...", flush=True)
-        trained.append(train_model(name, width, layers, tokenizer, blocks, callback_texts, args, out,
-                                   checkpoints if index == sweep else []))
+        trained.append(train_model(name, width, layers, corpus.tokenizer, corpus.blocks, corpus.callback_texts, args,
+                                   out, checkpoints if index == sweep else []))
         loads.append(os.getloadavg()[0])
     params = [t["params"] for t in trained]
     if params != sorted(params) or len(set(params)) != len(params):
         print(f"warning: --sizes do not give strictly increasing parameter counts: {params}", file=sys.stderr)
+    return trained
+
+
+def evaluate_all(args, trained: list[dict], sweep: int, checkpoints: list[int], corpus: Corpus, out: Path,
+                 loads: list) -> tuple[dict, list[Path], dict[int, Path], int]:
+    """The harness over every final model and the sweep's checkpoints: (seconds per run,
+    family results files, {step: results file}, M0 cache entries at the start)."""
+    from lm_eval.tasks import TaskManager
 
     print("harness ...", flush=True)
     cached = len(list((out / "m0_cache").glob("*.json")))  # a rerun into the same --out reuses M0's results
-    from lm_eval.tasks import TaskManager
-
-    task_manager = TaskManager(include_path=str(write_tasks(out, heldout_docs, paragraphs)))
+    task_manager = TaskManager(include_path=str(write_tasks(out, corpus.heldout_docs, corpus.paragraphs)))
     harness_seconds, family_files, sweep_files = {}, [], {}
     for info in trained:
         path, harness_seconds[info["name"]] = evaluate(info["final"], info["name"], task_manager, args, out)
@@ -602,13 +616,11 @@ def main(argv: list[str] | None = None) -> int:
         sweep_files[step], harness_seconds[label] = evaluate(
             str(out / "models" / sweep_info["name"] / f"step_{step}"), label, task_manager, args, out)
         loads.append(os.getloadavg()[0])
+    return harness_seconds, family_files, sweep_files, cached
 
-    family_runs = [plot_results.parse_run(p, label=t["name"]) for p, t in zip(family_files, trained)]
-    sweep_runs = [plot_results.parse_run(sweep_files[s], label=f"{sweep_info['name']}@{s}") for s in checkpoints]
-    tasks = [GROUP, *TASKS.values()]
-    family_corr = correlations(family_runs, params, tasks)
-    sweep_corr = correlations(sweep_runs, checkpoints, tasks)
 
+def write_figures(args, figures: Path, family_runs, sweep_runs, tasks, checkpoints, trained, sweep_info) -> tuple[list, str]:
+    """The three figures and ``table.md``: (paths written, the table)."""
     plt = plot_results._pyplot()
     written = [
         plot_results.plot_metrics(
@@ -626,16 +638,67 @@ def main(argv: list[str] | None = None) -> int:
                                         with_stderr={"diff_erank", "erank_m1", "reduced_loss"}, sort_by_size=False)
     (figures / "table.md").write_text(table, encoding="utf-8")
     written.append(figures / "table.md")
+    return written, table
+
+
+def run_values(run, tasks, metrics) -> dict:
+    """{task: {metric: (value, stderr)}} of one run."""
+    return {t: {m: run.value(t, m) for m in metrics} for t in tasks}
+
+
+def summary_markdown(summary: dict, table: str, rho_table: str) -> str:
+    """``summary.md``: the command, the data, the machine and the times, the tables, the verdict."""
+    machine, loads = summary["machine"], summary["machine"]["loadavg_1min_samples"]
+    train_minutes = sum(t["train_seconds"] for t in summary["models"]) / 60
+    md = [f"Command: `{summary['command']}`", "",
+          f"Data: {summary['data']}; {summary['train_documents']} training documents ({summary['train_tokens']:,} tokens), "
+          f"{summary['heldout_documents']} held-out documents, {summary['heldout_paragraphs']} held-out paragraphs.", "",
+          f"Machine: {machine['cpus']} CPU cores, torch {machine['torch']}, {machine['torch_threads']} thread(s); "
+          f"1-minute load average {min(loads):.1f}-{max(loads):.1f} (mean {sum(loads) / len(loads):.1f}) over "
+          f"{len(loads)} samples (start, after each training and harness run), 15-minute "
+          f"{machine['loadavg_end'][2]:.1f} at the end; "
+          f"wall time {summary['wall_seconds'] / 60:.1f} min (training {train_minutes:.1f} min, "
+          f"harness {sum(summary['harness_seconds'].values()) / 60:.1f} min; the M0 cache held "
+          f"{summary['m0_cache_entries_at_start']} entries at the start of the harness runs: "
+          f"{len(summary['models']) * summary['settings']['twins']} cover every twin of the family).", "",
+          table, rho_table, "Verdict (the paper's trends at this scale):", "", *summary["verdict"], ""]
+    return "\n".join(md)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+    loads = [load_start[0]]  # 1-minute load average after each model's training and each harness run
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out).resolve()
+    figures = Path(args.figures).resolve() if args.figures else out / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    sizes = parse_sizes(args.sizes)
+    sweep, checkpoints = checkpoint_plan(args, sizes)
+    corpus = prepare_corpus(args, out)
+    trained = train_all(args, sizes, sweep, checkpoints, corpus, out, loads)
+    harness_seconds, family_files, sweep_files, cached = evaluate_all(args, trained, sweep, checkpoints, corpus, out,
+                                                                      loads)
+    sweep_info = trained[sweep]
+    family_runs = [plot_results.parse_run(p, label=t["name"]) for p, t in zip(family_files, trained)]
+    sweep_runs = [plot_results.parse_run(sweep_files[s], label=f"{sweep_info['name']}@{s}") for s in checkpoints]
+    tasks = [GROUP, *TASKS.values()]
+    family_corr = correlations(family_runs, [t["params"] for t in trained], tasks)
+    sweep_corr = correlations(sweep_runs, checkpoints, tasks)
+    written, table = write_figures(args, figures, family_runs, sweep_runs, tasks, checkpoints, trained, sweep_info)
 
     wall = time.perf_counter() - started
     load_end = os.getloadavg()
     callback_corr = callback_correlations(trained)
     lines = verdict(family_runs, sweep_runs, family_corr, sweep_corr, callback_corr, sweep_info["name"], checkpoints)
-    rho_table = spearman_table(family_corr, sweep_corr, tasks, sweep_info["name"])
     summary = {
         "command": "python scripts/train_family.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "data": source, "train_documents": len(train_docs), "train_tokens": int(blocks.numel()),
-        "heldout_documents": len(heldout_docs), "heldout_paragraphs": len(paragraphs),
+        "data": corpus.source, "train_documents": len(corpus.train_docs), "train_tokens": int(corpus.blocks.numel()),
+        "heldout_documents": len(corpus.heldout_docs), "heldout_paragraphs": len(corpus.paragraphs),
         "machine": {"cpus": os.cpu_count(), "torch_threads": args.threads, "platform": platform.platform(),
                     "torch": torch.__version__, "loadavg_start": load_start, "loadavg_end": load_end,
                     "loadavg_1min_samples": loads},
@@ -643,29 +706,17 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoints": checkpoints, "sweep_model": sweep_info["name"],
         "models": [{k: v for k, v in t.items() if k != "final"} for t in trained],
         "harness_seconds": harness_seconds, "wall_seconds": wall, "m0_cache_entries_at_start": cached,
-        "family": {r.label: {t: {m: r.value(t, m) for m in ("diff_erank", "erank_m1", "erank_m0", "reduced_loss",
-                                                           "loss_m1", "erank_ratio")} for t in tasks}
-                   for r in family_runs},
-        "checkpoint_results": {str(s): {t: {m: r.value(t, m) for m in ("diff_erank", "erank_m1", "erank_m0",
-                                                                       "reduced_loss", "loss_m1")} for t in tasks}
-                               for s, r in zip(checkpoints, sweep_runs)},
+        "family": {r.label: run_values(r, tasks, ("diff_erank", "erank_m1", "erank_m0", "reduced_loss", "loss_m1",
+                                                  "erank_ratio")) for r in family_runs},
+        "checkpoint_results": {str(s): run_values(r, tasks, ("diff_erank", "erank_m1", "erank_m0", "reduced_loss",
+                                                             "loss_m1")) for s, r in zip(checkpoints, sweep_runs)},
         "spearman_family": family_corr, "spearman_checkpoints": sweep_corr, "spearman_callback": callback_corr,
         "verdict": lines,
     }
     (figures / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
-    md = [f"Command: `{summary['command']}`", "",
-          f"Data: {source}; {len(train_docs)} training documents ({blocks.numel():,} tokens), "
-          f"{len(heldout_docs)} held-out documents, {len(paragraphs)} held-out paragraphs.", "",
-          f"Machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, {args.threads} thread(s); "
-          f"1-minute load average {min(loads):.1f}-{max(loads):.1f} (mean {sum(loads) / len(loads):.1f}) over "
-          f"{len(loads)} samples (start, after each training and harness run), 15-minute {load_end[2]:.1f} at the end; "
-          f"wall time {wall / 60:.1f} min (training {sum(t['train_seconds'] for t in trained) / 60:.1f} min, "
-          f"harness {sum(harness_seconds.values()) / 60:.1f} min; the M0 cache held {cached} entries at the start "
-          f"of the harness runs: {len(trained) * args.twins} cover every twin of the family).", "",
-          table, rho_table, "Verdict (the paper's trends at this scale):", "", *lines, ""]
-    (figures / "summary.md").write_text("\n".join(md), encoding="utf-8")
-    written += [figures / "summary.json", figures / "summary.md"]
-    for path in written:
+    rho_table = spearman_table(family_corr, sweep_corr, tasks, sweep_info["name"])
+    (figures / "summary.md").write_text(summary_markdown(summary, table, rho_table), encoding="utf-8")
+    for path in [*written, figures / "summary.json", figures / "summary.md"]:
         print(path)
     print(f"wall time {wall:.0f} s", flush=True)
     return 0

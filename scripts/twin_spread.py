@@ -5,7 +5,7 @@ d = 2048), the M0 side is computed for K twins (seeds 0..K-1) on the first N rea
 texts (``Question: {goal}\\nAnswer: {gold solution}``, from ../shared/data), and for each N it
 reports, per twin, eRank(M0) = exp(mean H) and Diff-eRank, their spread between twins (sd,
 ddof 1), the text-bootstrap stderr of one twin's value (what a single-twin run reports), and the
-K-twin value's stderr over texts and twins (lm_eval_erank.aggregation.twin_stderr) with its text
+K-twin value's stderr over texts and twins (lm_eval_erank.core.aggregation.twin_stderr) with its text
 and twin parts.
 
 M1 is another random initialisation of the same config (seed 999), not a trained model: the
@@ -26,33 +26,29 @@ import argparse
 import gc
 import json
 import math
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (the offline set-up, the shapes, the data location)
+
+common.go_offline()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench  # noqa: E402  (the shapes, the data location, the tokenizer corpus)
-
-from lm_eval_erank import aggregation as agg  # noqa: E402
-from lm_eval_erank import example  # noqa: E402
+from lm_eval_erank.core import aggregation as agg  # noqa: E402
 from lm_eval_erank.api import TwinProvider, encode_texts  # noqa: E402
-from lm_eval_erank.representations import num_layers, text_statistics  # noqa: E402
+from lm_eval_erank.core.representations import num_layers, text_statistics  # noqa: E402
 
 M1_SEED = 999
 WIDE = "opt-1.3b"
 
 
 def piqa_gold_texts() -> list[str]:
-    path = bench.DATA / "hf_schema" / bench.HF_SCHEMA_FILES["piqa"]
+    path = common.DATA / "hf_schema" / common.HF_SCHEMA_FILES["piqa"]
     if not path.is_file():
         raise SystemExit(f"needs the real PIQA data at {path} (../shared/data)")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -61,18 +57,8 @@ def piqa_gold_texts() -> list[str]:
 
 def build_m1(shape: str, directory: Path):
     """(M1 from the shape's config with seed M1_SEED, its tokenizer)."""
-    from transformers import AutoModelForCausalLM, GPT2Config, OPTConfig
-
-    arch, config_kwargs = bench.SHAPES[shape]
-    corpus, _ = bench.tokenizer_corpus()
-    tokenizer = example.train_tokenizer(corpus, directory / "tokenizer", add_bos=arch == "opt",
-                                        vocab_size=bench.TOKENIZER_VOCAB)
-    config_kwargs = dict(config_kwargs, vocab_size=config_kwargs["vocab_size"] or len(tokenizer))
-    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-           "pad_token_id": tokenizer.pad_token_id}
-    config = (GPT2Config if arch == "gpt2" else OPTConfig)(**config_kwargs, **ids)
-    torch.manual_seed(M1_SEED)
-    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval(), tokenizer
+    model, tokenizer, _, _ = common.build_shape(shape, directory, M1_SEED, torch.float32)
+    return model, tokenizer
 
 
 def spread(e0: np.ndarray, e1: np.ndarray, iters: int) -> dict:
@@ -125,7 +111,7 @@ def run_shape(shape: str, twins: int, counts: list[int | str], texts: list[str],
         mask = keep[:n]
         rows.append(spread(e0[:n][mask], e1[:n][mask], args.bootstrap_iters))
     mean_tokens = float(np.mean([len(t) for t in ids]))
-    return {"shape": shape, "config": bench.SHAPES[shape][1], "twins": twins, "seeds": list(range(twins)),
+    return {"shape": shape, "config": common.SHAPES[shape][1], "twins": twins, "seeds": list(range(twins)),
             "m1": f"random init, seed {M1_SEED}", "mean_tokens": mean_tokens, "rows": rows,
             "seconds": round(time.perf_counter() - started, 1)}
 

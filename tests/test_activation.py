@@ -104,7 +104,7 @@ def test_python_api_without_importing_the_plugin(tiny_models, local_tasks):
         import sys
         import lm_eval
         from lm_eval.tasks import TaskManager, get_task_dict
-        assert "lm_eval_erank.model" not in sys.modules and "torch" not in sys.modules  # only the cheap hooks ran
+        assert "lm_eval_erank.harness.model" not in sys.modules and "torch" not in sys.modules  # only the cheap hooks ran
         args = "{model_args(tiny_models['llama'])}"
         tm = TaskManager(include_path="{local_tasks}")
         out = lm_eval.simple_evaluate(model="hf-erank", model_args=args, tasks=["local_erank_piqa"], device="cpu",
@@ -137,14 +137,16 @@ def test_entry_points_loaded_as_upstream_does_register_everything():
                     reg.register(ep.name, target=ep)
         assert "lm_eval_erank" not in sys.modules
         r.metric_registry.get("erank_m1")  # the first name lm-eval asks for
-        from lm_eval_erank import activation, metrics, multimodal_tasks
-        from lm_eval_erank.model import ErankHFLM
+        from lm_eval_erank import multimodal_tasks
+        from lm_eval_erank.core import metrics
+        from lm_eval_erank.harness import activation
+        from lm_eval_erank.harness.model import ErankHFLM
         specs = (*metrics.METRICS, *metrics.TWIN_METRICS, *multimodal_tasks.MULTIMODAL_METRICS)
         names = [s.name for s in specs]
         assert declared["lm_eval.metrics"] == sorted(names), declared["lm_eval.metrics"]
         assert declared["lm_eval.aggregations"] == sorted(metrics.AGGREGATION_PREFIX + n for n in names)
         assert declared["lm_eval.models"] == sorted(activation.MODELS)
-        for spec in specs:  # registered in full, as plugin.register() does without entry points
+        for spec in specs:  # registered in full, as activation.register() does without entry points
             agg = r.aggregation_registry.get(metrics.AGGREGATION_PREFIX + spec.name)
             assert r.metric_agg_registry.get(spec.name) is agg and callable(agg)
             assert r.higher_is_better_registry.get(spec.name, None) == spec.higher_is_better, spec.name
@@ -159,7 +161,7 @@ def test_entry_points_loaded_as_upstream_does_register_everything():
         (ep,) = md.entry_points(group="lm_eval.tasks", name="erank")
         from importlib.util import find_spec
         task_dir = find_spec(ep.value).submodule_search_locations[0]  # PR #4015's resolution
-        from lm_eval_erank.plugin import task_dir as ours
+        from lm_eval_erank.harness.task_dirs import task_dir as ours
         assert str(ours()) == task_dir
         print("ok")
     """, env=OFF)

@@ -1,4 +1,4 @@
-"""Tests of lm_eval_erank.aggregation against direct NumPy formulas and the delta method."""
+"""Tests of lm_eval_erank.core.aggregation against direct NumPy formulas and the delta method."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lm_eval_erank import aggregation as agg
+from lm_eval_erank.core import aggregation as agg
 
 
 def positive_values(seed: int, n: int, log_mean: float = 2.0, log_std: float = 0.4) -> list[float]:

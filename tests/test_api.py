@@ -10,12 +10,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lm_eval_erank import api, diff_erank, example
-from lm_eval_erank.m0_cache import M0Cache, model_key
-from lm_eval_erank.model import ErankHFLM
-from lm_eval_erank.plugin import register
-from lm_eval_erank.representations import parse_layers
-from lm_eval_erank.spectral import matrix_entropy
-from lm_eval_erank.twin import build_random_twin
+from lm_eval_erank.core import measure, twin_provider
+from lm_eval_erank.core.m0_cache import M0Cache, model_key
+from lm_eval_erank.harness.model import ErankHFLM
+from lm_eval_erank.harness.activation import register
+from lm_eval_erank.core.checks import parse_layers
+from lm_eval_erank.core.spectral import matrix_entropy
+from lm_eval_erank.core.twin import build_random_twin
 
 from .conftest import ARCHS, LOCAL_ERANK_TASKS, model_args, run_cli
 
@@ -103,13 +104,14 @@ def test_parse_layers():
 def _count_text_statistics(monkeypatch) -> list[tuple[str, int]]:
     """Record (model name, number of texts) of every ``text_statistics`` call the API makes."""
     calls = []
-    real = api.text_statistics
+    real = measure.text_statistics
 
     def counting(model_, token_ids, *args, **kwargs):
         calls.append((args[2] if len(args) > 2 else kwargs.get("model_name"), len(token_ids)))
         return real(model_, token_ids, *args, **kwargs)
 
-    monkeypatch.setattr(api, "text_statistics", counting)
+    for module in (measure, twin_provider):  # M1's pass, the twins' passes
+        monkeypatch.setattr(module, "text_statistics", counting)
     return calls
 
 
@@ -188,7 +190,7 @@ def test_importing_the_package_does_not_import_lm_eval():
 
 
 def test_losses_off_skips_the_lm_head_and_leaves_erank_values_unchanged(loaded, monkeypatch):
-    from lm_eval_erank import representations
+    from lm_eval_erank.core import representations
 
     model, tok = loaded["gpt2"]
     full = diff_erank(model, tok, TEXTS, m0_seed=4, layers="paper")

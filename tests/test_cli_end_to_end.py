@@ -15,8 +15,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lm_eval_erank import __version__
-from lm_eval_erank.metrics import METRIC_NAMES
-from lm_eval_erank.twin import build_random_twin
+from lm_eval_erank.core.metrics import METRIC_NAMES
+from lm_eval_erank.core.twin import build_random_twin
 
 from .conftest import ARCHS, LOCAL_ERANK_TASKS, console_script, model_args, run_cli
 

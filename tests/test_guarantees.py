@@ -16,9 +16,10 @@ import torch
 from transformers import AutoModelForCausalLM, T5Config, T5ForConditionalGeneration
 
 from lm_eval_erank import example
-from lm_eval_erank.model import ErankHFLM
-from lm_eval_erank.plugin import interrupts_deferred, register
-from lm_eval_erank.twin import TwinOutOfMemoryError
+from lm_eval_erank.harness.model import ErankHFLM
+from lm_eval_erank.harness.activation import register
+from lm_eval_erank.harness.writers import interrupts_deferred
+from lm_eval_erank.core.twin import TwinOutOfMemoryError
 
 from .conftest import model_args, run_cli
 

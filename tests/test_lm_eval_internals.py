@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import types
 
 import pytest
 import yaml
 
-from lm_eval_erank import lm_eval_internals as internals, plugin
-from lm_eval_erank.lm_eval_internals import UnsupportedLmEvalError, check_supported
+from lm_eval_erank.harness import activation
+from lm_eval_erank.harness import lm_eval_internals as internals
+from lm_eval_erank.harness.lm_eval_internals import UnsupportedLmEvalError, check_supported
 
 
 @pytest.mark.parametrize("version", ["0.4.10", "0.4.11", "0.4.12", "0.4.13", "0.4.13rc1", "0.4.13+local"])
@@ -27,14 +29,14 @@ def test_installed_release_is_supported():
 
 
 def test_register_refuses_an_unsupported_lm_eval_before_touching_it(monkeypatch):
-    monkeypatch.setattr(plugin, "_registered", False)
+    monkeypatch.setattr(activation, "_registered", False)
     monkeypatch.setattr(internals, "lm_eval_version", lambda: "0.4.9")
     with pytest.raises(UnsupportedLmEvalError, match="pip install 'lm-eval>=0.4.10,<=0.4.13'"):
-        plugin.register()
+        activation.register()
 
 
 def test_every_binding_of_the_patched_functions_is_ours():
-    plugin.register()
+    activation.register()
     for name in ("stderr_for_metric", "aggregate_subtask_metrics"):
         bound = [getattr(importlib.import_module(m), name, None)
                  for m in ("lm_eval.api.metrics", "lm_eval.evaluator_utils", "lm_eval.api.group")]
@@ -44,9 +46,9 @@ def test_every_binding_of_the_patched_functions_is_ours():
 
 
 def _maker(name):
-    from lm_eval_erank import metrics
-
-    return {"stderr_for_metric": metrics._erank_aware_stderr, "aggregate_subtask_metrics": metrics._none_skipping}[name]
+    """A stand-in named as the wrapper maker that lm_eval_internals patches ``name`` with (its mark)."""
+    maker = {"stderr_for_metric": "asking_erank_first", "aggregate_subtask_metrics": "skipping_none"}[name]
+    return types.SimpleNamespace(__name__=maker)
 
 
 def test_load_yaml_resolves_a_function_named_by_module(tmp_path):
@@ -58,7 +60,7 @@ def test_load_yaml_resolves_a_function_named_by_module(tmp_path):
 
 
 def test_task_index_kinds_configs_and_generated_entries(tmp_path):
-    plugin.register()
+    activation.register()
     (tmp_path / "a.yaml").write_text(yaml.safe_dump({"task": "a", "tag": "t", "dataset_path": "json",
                                                      "output_type": "multiple_choice"}), encoding="utf-8")
     (tmp_path / "g.yaml").write_text(yaml.safe_dump({"group": "g", "task": ["a"]}), encoding="utf-8")

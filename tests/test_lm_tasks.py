@@ -18,8 +18,9 @@ from lm_eval.tasks._yaml_loader import load_yaml
 
 from lm_eval_erank import task_utils
 from lm_eval_erank.example import write_local_lm_tasks
-from lm_eval_erank.metrics import METRIC_NAMES
-from lm_eval_erank.plugin import register, task_dir
+from lm_eval_erank.core.metrics import METRIC_NAMES
+from lm_eval_erank.harness.activation import register
+from lm_eval_erank.harness.task_dirs import task_dir
 from lm_eval_erank.tasks import ERANK_REQUEST, LM_EVAL_TASKS_DIR
 
 from .conftest import SHARED_DATA, model_args, run_cli

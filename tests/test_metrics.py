@@ -7,9 +7,9 @@ import math
 import lm_eval.evaluator_utils as evaluator_utils
 from lm_eval.api import registry
 
-from lm_eval_erank import aggregation as agg
-from lm_eval_erank.metrics import AGGREGATION_PREFIX, MAX_BOOTSTRAP_ITERS, METRICS, per_document_values
-from lm_eval_erank.plugin import register
+from lm_eval_erank.core import aggregation as agg
+from lm_eval_erank.core.metrics import AGGREGATION_PREFIX, MAX_BOOTSTRAP_ITERS, METRICS, per_document_values
+from lm_eval_erank.harness.activation import register
 
 
 def test_every_metric_and_aggregation_is_registered_and_builtins_survive():
@@ -41,7 +41,7 @@ def test_every_request_type_of_ours_has_a_clear_error_on_other_models():
     from lm_eval.api.model import LM
 
     from lm_eval_erank.multimodal_tasks import MULTIMODAL_REQUEST
-    from lm_eval_erank.plugin import REQUEST_SERVERS
+    from lm_eval_erank.harness.request_types import REQUEST_SERVERS
     from lm_eval_erank.tasks import ERANK_REQUEST
 
     register()

@@ -9,8 +9,8 @@ import torch
 from lm_eval.api.instance import Instance
 
 from lm_eval_erank import example
-from lm_eval_erank.model import ErankHFLM
-from lm_eval_erank.plugin import register
+from lm_eval_erank.harness.model import ErankHFLM
+from lm_eval_erank.harness.activation import register
 
 
 def _requests(texts):
@@ -116,7 +116,7 @@ def test_m0_swap_gives_the_same_results_with_m0_resident_only_during_its_turn(ti
 def test_m0_swap_moves_m1_off_the_device_while_m0_runs(tiny_models, monkeypatch):
     """The choreography on an accelerator, simulated on the CPU: M1 leaves the device before M0
     is built, M0 is freed and M1 returns even when M0's pass fails."""
-    import lm_eval_erank.twin as twin_module
+    import lm_eval_erank.core.twin as twin_module
 
     swap = _model(tiny_models["llama"], batch_size=4, m0_seed=5, m0_swap=True)
     events = []

@@ -17,7 +17,7 @@ import torch
 
 from lm_eval_erank import example
 from lm_eval_erank import multimodal as mm
-from lm_eval_erank.spectral import matrix_entropy
+from lm_eval_erank.core.spectral import matrix_entropy
 
 from .conftest import run_cli
 
@@ -241,7 +241,7 @@ def test_rotation_must_be_a_multiple_of_90():
 
 
 def test_models_without_the_request_name_the_right_model():
-    from lm_eval_erank.plugin import register
+    from lm_eval_erank.harness.activation import register
 
     register()
     from lm_eval.api.model import LM
@@ -254,7 +254,8 @@ def test_models_without_the_request_name_the_right_model():
 
 
 def test_shipped_multimodal_tasks_are_indexed():
-    from lm_eval_erank.plugin import register, task_dir
+    from lm_eval_erank.harness.activation import register
+    from lm_eval_erank.harness.task_dirs import task_dir
 
     register()
     from lm_eval.tasks import TaskManager

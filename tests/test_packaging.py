@@ -36,7 +36,7 @@ def test_wheel_ships_task_configs_and_they_load(tmp_path):
         f"import site, sys; site.addsitedir({str(target)!r}); site.addsitedir({site_packages!r});"
         "from lm_eval.tasks import TaskManager;"
         "tm = TaskManager(include_defaults=False);"
-        "import lm_eval_erank.plugin as p, lm_eval_erank_autoload as hook; "
+        "import lm_eval_erank.harness.task_dirs as p, lm_eval_erank_autoload as hook; "
         f"assert hook.__file__.startswith({str(target)!r}), hook.__file__;"
         "print(p.task_dir()); print(sorted(t for t in tm.all_tasks if 'erank' in t))"
     )

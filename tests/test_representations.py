@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lm_eval_erank import example
-from lm_eval_erank.representations import (
+from lm_eval_erank.core.representations import (
     NonFiniteModelOutputError,
     base_model_gives_lm_head_input,
     head_losses,
@@ -18,7 +18,7 @@ from lm_eval_erank.representations import (
     text_statistics,
     token_losses,
 )
-from lm_eval_erank.spectral import matrix_entropy
+from lm_eval_erank.core.spectral import matrix_entropy
 
 from .conftest import ARCHS
 

@@ -1,4 +1,4 @@
-"""Tests of lm_eval_erank.spectral against an independent NumPy float64 reference.
+"""Tests of lm_eval_erank.core.spectral against an independent NumPy float64 reference.
 
 The reference follows the paper's d x d definition literally (Wei et al. 2024, Diff-eRank):
 centre rows by their mean, L2-normalise each row, Sigma = Z^T Z / N, divide by trace,
@@ -17,7 +17,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lm_eval_erank import spectral
+from lm_eval_erank.core import spectral
 
 ATOL = 1e-9
 

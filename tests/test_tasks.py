@@ -6,7 +6,8 @@ import pytest
 from lm_eval.tasks import TaskManager
 
 from lm_eval_erank import example
-from lm_eval_erank.plugin import register, task_dir
+from lm_eval_erank.harness.activation import register
+from lm_eval_erank.harness.task_dirs import task_dir
 from lm_eval_erank.tasks import ERANK_REQUEST, ErankTask
 
 

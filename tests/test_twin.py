@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2Model, T5Config, T5ForConditionalGeneration
 
-from lm_eval_erank.twin import build_random_twin, validate_seed
+from lm_eval_erank.core.checks import check_seed as validate_seed
+from lm_eval_erank.core.twin import build_random_twin
 
 from .conftest import ARCHS
 
@@ -79,7 +80,7 @@ def test_impossible_seeds_rejected(seed):
 
 
 def test_spans_devices_reads_the_device_map():
-    from lm_eval_erank.twin import spans_devices
+    from lm_eval_erank.core.twin import spans_devices
 
     model = torch.nn.Linear(2, 2)
     assert not spans_devices(model)

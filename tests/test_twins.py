@@ -12,10 +12,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lm_eval_erank import aggregation as agg
+from lm_eval_erank.core import aggregation as agg
 from lm_eval_erank import api, diff_erank, example
-from lm_eval_erank.metrics import MAX_BOOTSTRAP_ITERS, METRIC_NAMES, TWIN_METRICS, per_document_values
-from lm_eval_erank.plugin import register
+from lm_eval_erank.core import twin_provider
+from lm_eval_erank.core.metrics import MAX_BOOTSTRAP_ITERS, METRIC_NAMES, TWIN_METRICS, per_document_values
+from lm_eval_erank.harness.activation import register
 
 from .conftest import FakeTrainer, FakeTrainerState, model_args, run_cli
 
@@ -73,8 +74,8 @@ def test_each_twin_has_its_own_cache_entry_and_a_rerun_builds_no_twin(llama, tmp
     first = diff_erank(model, tok, TEXTS, m0_seed=3, m0_twins=3, m0_cache=tmp_path)
     assert sorted(json.loads(f.read_text())["key"]["seed"] for f in tmp_path.glob("*.json")) == [3, 4, 5]
     built = []
-    real = api.build_random_twin
-    monkeypatch.setattr(api, "build_random_twin", lambda *a, **k: built.append(a[1]) or real(*a, **k))
+    real = twin_provider.build_random_twin
+    monkeypatch.setattr(twin_provider, "build_random_twin", lambda *a, **k: built.append(a[1]) or real(*a, **k))
     again = diff_erank(model, tok, TEXTS, m0_seed=3, m0_twins=3, m0_cache=tmp_path)
     assert built == [] and again.m0_checksums == first.m0_checksums
     assert same(again.entropy_m0[again.last_layer], first.entropy_m0[first.last_layer])
@@ -86,7 +87,7 @@ def test_progress_counts_documents_per_model_and_the_log_counts_cache_hits(tiny_
     register()
     from lm_eval.api.instance import Instance
 
-    from lm_eval_erank import model as model_module
+    from lm_eval_erank.harness import model as model_module
 
     bars = []
     real_tqdm = model_module.tqdm

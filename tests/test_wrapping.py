@@ -12,10 +12,10 @@ import yaml
 from lm_eval.tasks import TaskManager
 
 from lm_eval_erank import example
-from lm_eval_erank.lm_eval_internals import TaskIndex, task_index
-from lm_eval_erank.plugin import register
+from lm_eval_erank.harness.lm_eval_internals import TaskIndex, task_index
+from lm_eval_erank.harness.activation import register
 from lm_eval_erank.tasks import ERANK_REQUEST, LM_EVAL_TASKS_DIR, ErankTask, GoldTextError
-from lm_eval_erank.wrapping import WrapError, wrap
+from lm_eval_erank.harness.wrapping import WrapError, wrap
 
 from .conftest import model_args, run_cli
 

@@ -29,7 +29,16 @@ registries                         ``Registry._objs`` and lazy ``register(name, 
                                    the same in all (``lm_eval.api.registry``).
 CLI                                ``lm_eval._cli.HarnessCLI`` (``_parser``, ``_subparsers``) and
                                    ``lm_eval.utils.setup_logging``: the same in all.
+``LM`` request methods             a method per request type on ``lm_eval.api.model.LM``: the same.
+``ConfigurableTask`` internals     ``_metric_fn_list`` / ``_metric_fn_kwargs``, ``_instances``,
+                                   ``_filters``, ``Instance.filtered_resps``: the same in all.
+HFLM data-parallel ranks           ``_rank``, ``_world_size``, ``_device``: the same in all.
+``apply_template``, wikitext       ``lm_eval.utils.apply_template``; the detokenizer of lm-eval's
+                                   own ``wikitext`` task (``tasks.wikitext.preprocess_wikitext``).
 =================================  ==========================================================
+
+Nothing else in the package imports a private lm-eval module or writes to an lm-eval object
+(``tests/test_layers.py`` checks it over every module).
 """
 
 from __future__ import annotations
@@ -73,7 +82,7 @@ def check_supported(version: str | None = None) -> None:
     >>> check_supported("0.4.9")
     Traceback (most recent call last):
     ...
-    lm_eval_erank.lm_eval_internals.UnsupportedLmEvalError: lm-eval-erank supports lm-eval 0.4.10 to 0.4.13; this environment has lm-eval 0.4.9. Install a supported release: pip install 'lm-eval>=0.4.10,<=0.4.13'
+    lm_eval_erank.harness.lm_eval_internals.UnsupportedLmEvalError: lm-eval-erank supports lm-eval 0.4.10 to 0.4.13; this environment has lm-eval 0.4.9. Install a supported release: pip install 'lm-eval>=0.4.10,<=0.4.13'
     """
     version = lm_eval_version() if version is None else version
     oldest, newest = SUPPORTED_LM_EVAL
@@ -115,6 +124,91 @@ def patch_function_everywhere(name: str, make_wrapper: Callable[[Callable], Call
             setattr(module, name, wrapper)
 
 
+def route_stderr_for_metric(stderr_of: Callable[[Callable, int], Any]) -> None:
+    """lm-eval's ``stderr_for_metric(metric, bootstrap_iters)`` asks ``stderr_of(metric,
+    bootstrap_iters)`` first and takes its answer (a stderr function, or None for no stderr)
+    unless it is ``NotImplemented``, in which case lm-eval answers as before."""
+
+    def asking_erank_first(original):
+        def stderr_for_metric(metric, bootstrap_iters):
+            ours = stderr_of(metric, bootstrap_iters)
+            return original(metric=metric, bootstrap_iters=bootstrap_iters) if ours is NotImplemented else ours
+
+        return stderr_for_metric
+
+    patch_function_everywhere("stderr_for_metric", asking_erank_first)
+
+
+def group_means_skip_missing() -> None:
+    """Groups average over the subtasks that have a value (a task whose texts were all excluded
+    reports None); None when no subtask has one (``aggregate_subtask_metrics``)."""
+
+    def skipping_none(original):
+        def aggregate_subtask_metrics(metrics, sizes, weight_by_size=True):
+            kept = [(m, s) for m, s in zip(metrics, sizes) if m is not None]
+            if not kept:
+                return None
+            return original([m for m, _ in kept], [s for _, s in kept], weight_by_size)
+
+        return aggregate_subtask_metrics
+
+    patch_function_everywhere("aggregate_subtask_metrics", skipping_none)
+
+
+# ---- models and tasks: their private parts -------------------------------------------------------
+
+def add_request_method(request_type: str, method: Callable) -> None:
+    """Give lm-eval's ``LM`` base class ``method`` for ``request_type`` unless it has one (the
+    evaluator calls ``getattr(lm, request_type)(instances)``)."""
+    from lm_eval.api.model import LM
+
+    if not hasattr(LM, request_type):
+        setattr(LM, request_type, method)
+
+
+def set_data_parallel_ranks(lm, rank: int, world_size: int, device) -> None:
+    """Make an HFLM one of ``world_size`` data-parallel ranks (HFLM counts ranks only on GPUs)."""
+    lm._rank, lm._world_size, lm._device = rank, world_size, device
+
+
+def drop_metric_functions(task, names) -> None:
+    """Remove ``names`` from a ConfigurableTask's metric functions (their values come from
+    elsewhere; lm-eval would look them up by name for every document)."""
+    for name in names:
+        task._metric_fn_list.pop(name, None)
+        task._metric_fn_kwargs.pop(name, None)
+
+
+def apply_filters_passing_through(task, apply_filters: Callable[[], None], passes_through: Callable) -> None:
+    """Run ``apply_filters()`` (the task's filters) on its instances except those
+    ``passes_through(instance)`` selects, which get their raw response under every filter's name."""
+    instances = task._instances
+    try:
+        task._instances = [i for i in instances if not passes_through(i)]
+        if task._instances:
+            apply_filters()
+    finally:
+        task._instances = instances
+    for instance in instances:
+        if passes_through(instance):
+            for ensemble in task._filters:
+                instance.filtered_resps[ensemble.name] = instance.resps[0]
+
+
+def apply_template(template: str, doc: dict) -> str:
+    """A Jinja ``doc_to_text``-style template filled from ``doc``, as lm-eval fills it."""
+    from lm_eval import utils
+
+    return utils.apply_template(template, doc)
+
+
+def wikitext_detokenizer() -> Callable[[dict], str]:
+    """lm-eval's own ``wikitext_detokenizer``: the text its ``wikitext`` task scores."""
+    from lm_eval.tasks.wikitext.preprocess_wikitext import wikitext_detokenizer as detokenizer
+
+    return detokenizer
+
+
 # ---- registries, tracker, CLI -------------------------------------------------------------------
 
 def registry_module():
@@ -152,15 +246,54 @@ def evaluation_tracker_class():
 TRACKER_WRITERS = ("save_results_aggregated", "save_results_samples")
 
 
-def harness_cli():
-    """lm-eval's CLI object (``HarnessCLI``), logging set up as ``lm_eval``'s entry point does;
-    returns (cli, the parsers whose help a plugin may extend)."""
+def patch_evaluation_tracker(check_output_path: Callable, before_samples_saved: Callable,
+                             while_writing: Callable) -> None:
+    """Teach lm-eval's ``EvaluationTracker`` (idempotent): ``check_output_path(output_path)`` runs
+    when one is created; ``before_samples_saved(samples)`` sees a task's sample dicts before they
+    are stringified and written; each writer runs inside the context ``while_writing()``."""
+    tracker = evaluation_tracker_class()
+
+    def sees_samples(save):
+        @functools.wraps(save)
+        def save_results_samples(self, task_name, samples, *args, **kwargs):
+            before_samples_saved(samples)
+            return save(self, task_name, samples, *args, **kwargs)
+
+        return save_results_samples
+
+    def checks_output_path(init):
+        @functools.wraps(init)
+        def __init__(self, *args, **kwargs):
+            check_output_path(kwargs.get("output_path", args[0] if args else None))
+            init(self, *args, **kwargs)
+
+        return __init__
+
+    def guarded(write):
+        @functools.wraps(write)
+        def wrapper(*args, **kwargs):
+            with while_writing():
+                return write(*args, **kwargs)
+
+        return wrapper
+
+    patch_method(tracker, "save_results_samples", sees_samples)
+    patch_method(tracker, "__init__", checks_output_path)
+    for name in TRACKER_WRITERS:  # after the sample hook: it runs inside the guard
+        patch_method(tracker, name, guarded)
+
+
+def harness_cli(extra_help: str = ""):
+    """lm-eval's CLI object (``HarnessCLI``), logging set up as ``lm_eval``'s entry point does,
+    with ``extra_help`` appended to the help of the top-level and ``run`` commands."""
     from lm_eval._cli import HarnessCLI
     from lm_eval.utils import setup_logging
 
     setup_logging()
     cli = HarnessCLI()
-    return cli, [cli._parser, cli._subparsers.choices["run"]]
+    for parser in (cli._parser, cli._subparsers.choices["run"]):
+        parser.epilog = f"{parser.epilog or ''}\n{extra_help}"
+    return cli
 
 
 # ---- tasks ------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 lm-eval 0.4.13's HFMultimodalLM accepts images only in ``generate_until``; the
 ``erank_multimodal`` request therefore runs its own forward (processor + the model's base
-module, with hooks on ``multi_modal_projector``), see :mod:`lm_eval_erank.multimodal`.
-Importing this module registers the model; ``plugin.register()`` registers the metrics and
+module, with hooks on ``multi_modal_projector``), see :mod:`lm_eval_erank.core.alignment`.
+Importing this module registers the model; ``activation.register()`` registers the metrics and
 the clear error for models that do not serve the request.
 """
 
@@ -16,17 +16,12 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.hf_vlms import HFMultimodalLM
 from tqdm import tqdm
 
-from . import __version__
-from . import multimodal as mm
-from .metrics import warn_excluded
+from .._version import __version__
+from ..core import alignment as mm
+from ..core.checks import check_rotation
+from ..core.exclusions import warn_excluded
 
 logger = logging.getLogger("lm_eval.erank.multimodal")
-
-
-def _excluded_reason(row: dict) -> str | None:
-    """Why a sample has no value for some eRank_k (None if it has all five)."""
-    missing = [key.replace("entropy", "eRank") for key in mm.ENTROPY_KEYS if row[key] is None]
-    return f"have an undefined {'/'.join(missing)} (fewer than 2 tokens, or no spread)" if missing else None
 
 
 @register_model("hf-multimodal-erank")
@@ -43,7 +38,7 @@ class ErankMultimodalLM(HFMultimodalLM):
     """
 
     def __init__(self, pretrained, rotate: int | str = 0, pair_template: str | None = None, **kwargs) -> None:
-        self.rotate = mm.check_rotation(rotate)
+        self.rotate = check_rotation(rotate)
         self.pair_template = pair_template or mm.PAIR_TEMPLATE
         super().__init__(pretrained, **kwargs)
         mm.check_supported(self.model)
@@ -69,7 +64,7 @@ class ErankMultimodalLM(HFMultimodalLM):
                 results += mm.sample_entropies(self.model, self.processor, images, texts, rotate=0,
                                                pair_template=self.pair_template)
                 bar.update(len(chunk))
-        warn_excluded([r.task_name for r in requests], [_excluded_reason(row) for row in results], "mm_excluded")
+        warn_excluded([r.task_name for r in requests], [mm.excluded_reason(row) for row in results], "mm_excluded")
         return results
 
     def get_model_info(self) -> dict:

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from . import __version__
+from .._version import __version__
 
 # Config fields that name or describe the checkpoint, not the architecture.
 _NOT_ARCHITECTURE = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "_commit_hash"}
@@ -65,6 +65,23 @@ def default_directory() -> Path:
         return Path(os.environ["LM_EVAL_ERANK_CACHE"])
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return base / "lm_eval_erank" / "m0"
+
+
+# ``m0_cache`` when none is given: :func:`default_directory`.
+DEFAULT_CACHE = "default"
+_CACHE_OFF = {"off", "none", "false", "0", ""}
+
+
+def resolve_cache(m0_cache) -> Path | None:
+    """The cache directory for an ``m0_cache`` option: ``"default"`` -> :func:`default_directory`,
+    None / ``off`` -> None, else the given path."""
+    if m0_cache is None or (isinstance(m0_cache, str) and m0_cache.strip().lower() in _CACHE_OFF):
+        return None
+    if isinstance(m0_cache, str) and m0_cache == DEFAULT_CACHE:
+        return default_directory()
+    if not isinstance(m0_cache, (str, Path)):
+        raise TypeError(f"m0_cache must be a directory, 'off' or None, got {type(m0_cache).__name__}")
+    return Path(m0_cache).expanduser()
 
 
 def model_key(config, seed: int, dtype: torch.dtype, device_type: str) -> dict:

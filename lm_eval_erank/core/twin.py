@@ -10,11 +10,9 @@ import logging
 import torch
 from transformers import PreTrainedModel
 
+from .checks import check_seed
+
 logger = logging.getLogger("lm_eval.erank.twin")
-
-# torch.manual_seed accepts [-2**63, 2**64); lm-eval seeds are non-negative ints.
-MAX_SEED = 2**64 - 1
-
 
 class TwinOutOfMemoryError(torch.OutOfMemoryError):
     """Building M0 ran out of device memory; the message names the options that help."""
@@ -28,19 +26,6 @@ def parameter_checksum(model: torch.nn.Module) -> str:
         digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def validate_seed(seed) -> int:
-    """An int in [0, 2**64 - 1] (strings of digits accepted, as --model_args passes them)."""
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        value = seed
-    elif isinstance(seed, str) and seed.strip().isdigit():
-        value = int(seed.strip())
-    else:
-        value = -1
-    if not 0 <= value <= MAX_SEED:
-        raise ValueError(f"m0_seed must be an integer in [0, 2**64 - 1], got {seed!r}")
-    return value
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -133,7 +118,7 @@ def build_random_twin(model: PreTrainedModel, seed: int, device: str | torch.dev
     unless ``device`` is given.
     """
     check_twin_supported(model)
-    seed = validate_seed(seed)
+    seed = check_seed(seed)
     config = copy.deepcopy(model.config)
     multi_device = device is None and spans_devices(model)
     if device is not None:

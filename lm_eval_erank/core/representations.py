@@ -18,7 +18,6 @@ pre-hook on the LM head captures its input.
 
 from __future__ import annotations
 
-import operator
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,45 +62,6 @@ def num_layers(model: torch.nn.Module) -> int:
     i = the output of block i, L = the LM head's input (after the final norm)."""
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     return int(config.num_hidden_layers)
-
-
-_LAYERS_EXPECTED = "last, paper, all, indices joined by ':' (e.g. 0:6:12), an int or a sequence of ints"
-
-
-def _is_index(value) -> bool:
-    """An integer (Python, numpy or 0-dim integer tensor), not a bool."""
-    if isinstance(value, bool):
-        return False
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return True
-
-
-def parse_layers(spec, n_layers: int) -> tuple[int, ...]:
-    """Hidden-state indices from ``last`` | ``paper`` (1, L//2, L: first block, middle, last)
-    | ``all`` (0..L) | indices joined by ':' (e.g. ``0:12:24``) | an int | a sequence of ints.
-
-    >>> parse_layers("paper", 24), parse_layers(2, 24), parse_layers([0, 24], 24)
-    ((1, 12, 24), (2,), (0, 24))
-    """
-    if isinstance(spec, str):
-        named = {"last": (n_layers,), "paper": (1, n_layers // 2, n_layers), "all": tuple(range(n_layers + 1))}
-        if spec in named:
-            return tuple(sorted(set(named[spec])))
-        try:
-            spec = [int(part) for part in spec.split(":")]
-        except ValueError:
-            raise ValueError(f"layers must be {_LAYERS_EXPECTED}; got {spec!r}") from None
-    elif _is_index(spec):
-        spec = [spec]
-    elif not isinstance(spec, Sequence) or not all(_is_index(i) for i in spec):
-        raise ValueError(f"layers must be {_LAYERS_EXPECTED}; got {spec!r}")
-    layers = tuple(sorted(set(operator.index(i) for i in spec)))
-    if not layers or layers[0] < 0 or layers[-1] > n_layers:
-        raise ValueError(f"layer indices must lie in [0, {n_layers}] (0 = embeddings, {n_layers} = LM head input), got {spec!r}")
-    return layers
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

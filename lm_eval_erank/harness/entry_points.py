@@ -1,11 +1,13 @@
 """Targets of this package's ``lm_eval.models`` / ``lm_eval.metrics`` / ``lm_eval.aggregations``
 entry points, for lm-eval releases that discover plugins. Importing this module registers
-everything (``plugin.register``), so loading any one entry point activates the whole plugin;
+everything (``activation.register``), so loading any one entry point activates the whole plugin;
 each name then resolves to the object lm-eval's registry holds for it."""
 
 from __future__ import annotations
 
-from .plugin import register
+from lm_eval.api import registry
+
+from .activation import register
 
 register()
 
@@ -17,8 +19,6 @@ __all__ = ["ErankHFLM", "ErankMultimodalLM"]
 
 def __getattr__(name: str):
     """A metric or aggregation function by its registered name (``diff_erank``, ``erank_agg_diff_erank``)."""
-    from lm_eval.api import registry
-
     for each in (registry.metric_registry, registry.aggregation_registry):
         if name in each:
             return each.get(name)

@@ -41,6 +41,7 @@ from lm_eval.api.task import ConfigurableTask
 
 from . import lm_eval_internals as internals
 from .lm_eval_internals import TaskIndex, task_index
+from .task_dirs import task_dir
 
 PREFIX = "erank_"
 _STRUCTURAL_KEYS = ("tag", "group", "task_list")
@@ -67,7 +68,7 @@ def expand(index: TaskIndex, pattern: str, names: list[str]) -> list[str]:
 def wrap(index, base: str) -> str:
     """The name of ``erank_<base>`` in ``index``, adding its entry (and its tree) when absent.
 
-    ``index``: a :class:`~lm_eval_erank.lm_eval_internals.TaskIndex`, a TaskManager, or a
+    ``index``: a :class:`~lm_eval_erank.harness.lm_eval_internals.TaskIndex`, a TaskManager, or a
     0.4.12+ ``{name: Entry}``; ``base`` must be in it.
     """
     index = task_index(index)
@@ -94,7 +95,7 @@ def _config(index: TaskIndex, base: str) -> dict[str, Any]:
 
 def _task_config(name: str, config: dict[str, Any], base: str) -> dict[str, Any]:
     """``erank_<base>``'s task config: ``base``'s own, built by ErankTask."""
-    from .tasks import ErankTask
+    from .tasks import ErankTask  # the start-up hook registers everything (torch) once it loads: only when needed
 
     cls = config.get("class")
     if cls is not None and cls is not ConfigurableTask:
@@ -118,8 +119,6 @@ def _task_config(name: str, config: dict[str, Any], base: str) -> dict[str, Any]
 def erank_group_aggregates() -> tuple[dict[str, Any], ...]:
     """The eRank metrics a group aggregates (document-weighted means): those of the shipped
     ``erank_lm`` group, so every group reports the same ones."""
-    from .plugin import task_dir
-
     return tuple(internals.load_yaml(task_dir() / "erank_lm.yaml", resolve_functions=False)["aggregate_metric_list"])
 
 

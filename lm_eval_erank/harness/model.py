@@ -12,44 +12,17 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
-from . import __version__
-from .api import DEFAULT_CACHE, encode_texts, make_twins, pair_statistics, resolve_cache
-from .m0_cache import check_writable
-from .metrics import warn_excluded
-from .representations import NonFiniteModelOutputError, num_layers, parse_layers, text_statistics
-from .twin import check_twin_buildable, check_twin_supported, validate_seed
+from .._version import __version__
+from ..core.checks import check_bool, check_int, check_seed, parse_layers
+from ..core.exclusions import excluded_reason, warn_excluded, warn_truncated
+from ..core.m0_cache import DEFAULT_CACHE, check_writable, resolve_cache
+from ..core.measure import encode_texts, pad_token_id, pair_statistics
+from ..core.representations import NonFiniteModelOutputError, num_layers, text_statistics
+from ..core.twin import check_twin_buildable, check_twin_supported
+from ..core.twin_provider import make_twins
+from . import lm_eval_internals as internals
 
 logger = logging.getLogger("lm_eval.erank.model")
-
-_BOOLEANS = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
-
-
-def parse_twins(value: int | str) -> int:
-    """m0_twins: an integer >= 1 (digits as text accepted)."""
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
-        raise ValueError(f"m0_twins must be an integer >= 1, got {value!r}")
-    return int(text)
-
-
-def excluded_reason(row: dict) -> str | None:
-    """Why a text (a row of ``DiffErankResult.per_text``) has no eRank; None if it has one."""
-    m0 = row["entropy_m0"] if isinstance(row["entropy_m0"], list) else [row["entropy_m0"]]  # one per twin
-    if row["entropy_m1"] is not None and all(h is not None for h in m0):
-        return None
-    if row["n_tokens"] < 2:
-        return "have fewer than 2 tokens"
-    return "have no spread (every token's centred hidden state is zero)"
-
-
-def parse_bool(name: str, value: bool | str) -> bool:
-    """A boolean model argument: True/False, or true/false, on/off, yes/no, 1/0 as text."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text not in _BOOLEANS:
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    return _BOOLEANS[text]
 
 
 @register_model("hf-erank", "erank")
@@ -86,10 +59,10 @@ class ErankHFLM(HFLM):
                  losses: bool | str = True, m0_twins: int | str = 1, **kwargs) -> None:
         # Everything that can be checked without the model, before the (slow) model load.
         self._check_argument_names(kwargs)
-        seed = validate_seed(torch.initial_seed() if m0_seed is None else m0_seed)
-        n_twins = parse_twins(m0_twins)
-        self.losses = parse_bool("losses", losses)
-        self.m0_swap = parse_bool("m0_swap", m0_swap)
+        seed = check_seed(torch.initial_seed() if m0_seed is None else m0_seed)
+        n_twins = check_int("m0_twins", m0_twins, from_text=True)
+        self.losses = check_bool("losses", losses, from_text=True)
+        self.m0_swap = check_bool("m0_swap", m0_swap, from_text=True)
         if self.m0_swap and m0_device is not None:  # TwinProvider checks it too
             raise ValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
         cache_dir = resolve_cache(DEFAULT_CACHE if m0_cache is None else str(m0_cache))
@@ -157,11 +130,10 @@ class ErankHFLM(HFLM):
         """HFLM counts data-parallel ranks only on GPUs; under ``torchrun``/``accelerate`` with
         CPU processes every process would evaluate every doc and write its own files."""
         accelerator = getattr(self, "accelerator", None)
-        if accelerator is not None and accelerator.num_processes > 1 and self._world_size == 1:
-            self._rank = accelerator.process_index
-            self._world_size = accelerator.num_processes
-            self._device = accelerator.device
-            logger.info("erank: data parallel over %d CPU processes (rank %d)", self._world_size, self._rank)
+        if accelerator is not None and accelerator.num_processes > 1 and self.world_size == 1:
+            internals.set_data_parallel_ranks(self, accelerator.process_index, accelerator.num_processes,
+                                              accelerator.device)
+            logger.info("erank: data parallel over %d CPU processes (rank %d)", self.world_size, self.rank)
 
     def _check_same_m0_on_every_rank(self) -> None:
         """Every rank's twins are identical (after an erank pass: every twin; before: the first)."""
@@ -192,9 +164,9 @@ class ErankHFLM(HFLM):
             return []
         ids, truncated = encode_texts(self.tokenizer, [r.args[0] for r in requests], self.max_length,
                                       bool(self.add_bos_token))
-        self._warn_truncated(requests, truncated)
+        warn_truncated([r.task_name for r in requests], truncated, self.max_length)
         batch_size = self._erank_batch_size(max(len(t) for t in ids))
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        pad_id = pad_token_id(self.tokenizer)
         # One pass over the documents per model: the bar counts documents and names the model.
         with tqdm(total=len(ids), desc="Running erank requests", unit="doc",
                   disable=disable_tqdm or self.rank != 0) as bar:
@@ -217,19 +189,6 @@ class ErankHFLM(HFLM):
         rows = result.per_text()
         warn_excluded([r.task_name for r in requests], [excluded_reason(row) for row in rows])
         return [{key: value for key, value in row.items() if key != "layers" or value} for row in rows]
-
-    def _warn_truncated(self, requests: list[Instance], truncated: list[bool]) -> None:
-        per_task: dict[str, list[int]] = {}
-        for req, cut in zip(requests, truncated):
-            counts = per_task.setdefault(str(req.task_name), [0, 0])
-            counts[0] += cut
-            counts[1] += 1
-        for task, (n_cut, n_all) in per_task.items():
-            if n_cut:
-                logger.warning(
-                    "erank: %s: %d of %d texts were longer than max_length=%d and were truncated "
-                    "(their first %d tokens are used)", task, n_cut, n_all, self.max_length, self.max_length,
-                )
 
     def _erank_batch_size(self, longest: int) -> int:
         if str(self.batch_size).startswith("auto"):

@@ -1,0 +1,171 @@
+"""Every argument check, in one place: the Python API, the callback, the ``hf-erank`` model
+arguments and multimodal use these (no lm-eval).
+
+Python callers get ``TypeError``/``ValueError`` naming the argument and what was expected, before
+any forward. Model arguments arrive from ``--model_args`` as text: ``from_text=True`` accepts
+digits (``"3"``) and ``true``/``false``/``on``/``off``/``yes``/``no``/``1``/``0``.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+# torch.manual_seed accepts [-2**63, 2**64); lm-eval seeds are non-negative ints.
+MAX_SEED = 2**64 - 1
+_BOOLEANS = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
+_LAYERS_EXPECTED = "last, paper, all, indices joined by ':' (e.g. 0:6:12), an int or a sequence of ints"
+
+
+def check_texts(texts, name: str = "texts") -> list[str]:
+    """``texts`` as a list of strings; TypeError/ValueError naming ``name`` for a single string,
+    a non-sequence, an empty sequence or a non-string item.
+
+    >>> check_texts(("a text", "another"))
+    ['a text', 'another']
+    """
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of strings (one per text), got a single {type(texts).__name__}; "
+                        f"wrap it in a list: [{texts[:30]!r}{'...' if len(texts) > 30 else ''}]")
+    try:
+        items = list(texts)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of strings (one per text), got {type(texts).__name__}") from None
+    if not items:
+        raise ValueError(f"{name} is empty: Diff-eRank needs at least one text")
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(f"{name}[{i}] is a {type(item).__name__}, expected a string")
+    return items
+
+
+def _readable(bound: int) -> str:
+    return "2**64 - 1" if bound == MAX_SEED else str(bound)
+
+
+def check_int(name: str, value, minimum: int = 1, *, maximum: int | None = None, allow_none: bool = False,
+              from_text: bool = False) -> int | None:
+    """``value`` as an int in [``minimum``, ``maximum``] (None passes when ``allow_none``; digits
+    as text when ``from_text``); ValueError naming ``name`` otherwise.
+
+    >>> check_int("m0_twins", "3", from_text=True), check_int("batch_size", 16)
+    (3, 16)
+    """
+    if value is None and allow_none:
+        return None
+    number = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if from_text and isinstance(value, str) and value.strip().isdecimal():
+        number = int(value.strip())
+    if number is None or number < minimum or (maximum is not None and number > maximum):
+        expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {_readable(maximum)}]"
+        raise ValueError(f"{name} must be an integer {expected}{' or None' if allow_none else ''}, got {value!r}")
+    return number
+
+
+def check_seed(seed) -> int:
+    """M0's seed: an int in [0, 2**64 - 1] (digits as text accepted, as ``--model_args`` passes them)."""
+    return check_int("m0_seed", seed, 0, maximum=MAX_SEED, from_text=True)
+
+
+def check_bool(name: str, value, from_text: bool = False) -> bool:
+    """``value`` as a bool. Python callers must pass True/False (TypeError otherwise); with
+    ``from_text`` (model arguments) true/false, on/off, yes/no, 1/0 are accepted (ValueError otherwise).
+
+    >>> check_bool("losses", "off", from_text=True)
+    False
+    """
+    if isinstance(value, bool):
+        return value
+    if not from_text:
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    text = str(value).strip().lower()
+    if text not in _BOOLEANS:
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return _BOOLEANS[text]
+
+
+def check_model(model, name: str = "model") -> None:
+    """``model`` is a loaded transformers model (a torch module with a ``config``), not a name."""
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+        raise TypeError(f"{name} must be a loaded transformers causal LM (e.g. AutoModelForCausalLM.from_pretrained(...)), "
+                        f"got {type(model).__name__}")
+
+
+def check_tokenizer(tokenizer) -> None:
+    """``tokenizer`` is a loaded (callable) tokenizer, not a name."""
+    if isinstance(tokenizer, (str, Path)) or not callable(tokenizer):
+        raise TypeError(f"tokenizer must be a loaded tokenizer (e.g. AutoTokenizer.from_pretrained(...)), "
+                        f"got {type(tokenizer).__name__}")
+
+
+def _is_index(value) -> bool:
+    """An integer (Python, numpy or 0-dim integer tensor), not a bool."""
+    if isinstance(value, bool):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
+
+
+def parse_layers(spec, n_layers: int) -> tuple[int, ...]:
+    """Hidden-state indices from ``last`` | ``paper`` (1, L//2, L: first block, middle, last)
+    | ``all`` (0..L) | indices joined by ':' (e.g. ``0:12:24``) | an int | a sequence of ints.
+
+    >>> parse_layers("paper", 24), parse_layers(2, 24), parse_layers([0, 24], 24)
+    ((1, 12, 24), (2,), (0, 24))
+    """
+    if isinstance(spec, str):
+        named = {"last": (n_layers,), "paper": (1, n_layers // 2, n_layers), "all": tuple(range(n_layers + 1))}
+        if spec in named:
+            return tuple(sorted(set(named[spec])))
+        try:
+            spec = [int(part) for part in spec.split(":")]
+        except ValueError:
+            raise ValueError(f"layers must be {_LAYERS_EXPECTED}; got {spec!r}") from None
+    elif _is_index(spec):
+        spec = [spec]
+    elif not isinstance(spec, Sequence) or not all(_is_index(i) for i in spec):
+        raise ValueError(f"layers must be {_LAYERS_EXPECTED}; got {spec!r}")
+    layers = tuple(sorted(set(operator.index(i) for i in spec)))
+    if not layers or layers[0] < 0 or layers[-1] > n_layers:
+        raise ValueError(f"layer indices must lie in [0, {n_layers}] (0 = embeddings, {n_layers} = LM head input), got {spec!r}")
+    return layers
+
+
+def check_rotation(degrees) -> int:
+    """``degrees`` (an int, or digits as text) reduced to 0, 90, 180 or 270; ValueError otherwise.
+
+    >>> check_rotation("-90")
+    270
+    """
+    if isinstance(degrees, bool):
+        value = None
+    elif isinstance(degrees, int):
+        value = degrees
+    else:
+        text = str(degrees).strip()
+        value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value % 90:
+        raise ValueError(f"rotate must be a multiple of 90 degrees (clockwise); got {degrees!r}")
+    return value % 360
+
+
+def check_samples(images, texts) -> tuple[list, list[str]]:
+    """(images, texts) as lists of equal, non-zero length; TypeError/ValueError saying what was expected."""
+    texts = check_texts(texts)
+    if isinstance(images, (str, bytes, dict, os.PathLike)) or hasattr(images, "convert"):
+        raise TypeError(f"images must be a sequence (one image per text), got a single {type(images).__name__}; "
+                        "wrap it in a list")
+    try:
+        images = list(images)
+    except TypeError:
+        raise TypeError(f"images must be a sequence (one image per text), got {type(images).__name__}") from None
+    if len(images) != len(texts):
+        raise ValueError(f"{len(images)} images but {len(texts)} texts: one image per text")
+    return images, texts

@@ -1,0 +1,147 @@
+"""M0's side of a measurement: the K random twins of one M1, built on first use (or given),
+their per-text statistics read from and written to M0's results cache (no lm-eval).
+
+Twin k has seed ``m0_seed + k``; with K > 1 twins (or ``swap``) each is freed after its pass,
+so at most one twin is resident beside M1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from .checks import MAX_SEED, check_int, check_seed
+from .m0_cache import M0Cache, model_key
+from .representations import TextStatistics, num_layers, text_statistics
+from .twin import build_random_twin, model_device, off_device, parameter_checksum, spans_devices
+
+logger = logging.getLogger("lm_eval.erank.twins")
+
+# progress(label) -> a callback receiving the number of texts just done (or None): one pass per
+# model, labelled "M1" or "M0 seed s (twin k/K)".
+Progress = Callable[[str], Callable[[int], None] | None]
+
+
+class TwinProvider:
+    """M0 for one M1, built on first use (or given), with an optional on-disk results cache.
+
+    ``swap=True``: M1 and M0 take turns on M1's device. :meth:`statistics` moves M1 to the CPU,
+    builds M0 where M1 was, runs it, frees it and moves M1 back (peak: one model resident).
+    """
+
+    def __init__(self, m1, seed: int, device=None, m0=None, cache_dir: str | Path | None = None,
+                 swap: bool = False):
+        if swap and device is not None:
+            raise ValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
+        if swap and spans_devices(m1):
+            raise ValueError("m0_swap=true needs M1 on one device; it cannot be combined with parallelize=True")
+        self.m1, self.seed, self.swap = m1, check_seed(seed), swap
+        self.device = model_device(m1) if swap else device  # captured now: M1 is on the CPU during M0's turn
+        self._m0 = m0
+        self._checksum = None
+        self.cache = None
+        if cache_dir is not None:
+            device_type = torch.device(device).type if device is not None else next(m1.parameters()).device.type
+            self.cache = M0Cache(cache_dir, model_key(m1.config, self.seed, m1.dtype, device_type))
+
+    @property
+    def built(self) -> bool:
+        return self._m0 is not None
+
+    @property
+    def model(self):
+        if self._m0 is None:
+            self._m0 = build_random_twin(self.m1, self.seed, device=self.device)
+        return self._m0
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of M0's weights (from the cache when M0 was never needed)."""
+        if self.known_checksum is None:
+            self._checksum = parameter_checksum(self.model)
+        return self._checksum
+
+    @property
+    def known_checksum(self) -> str | None:
+        """The checksum if it is known without building M0, else None."""
+        if self._checksum is None:
+            if self.built:
+                self._checksum = parameter_checksum(self._m0)
+            elif self.cache is not None and self.cache.m0_checksum:
+                self._checksum = self.cache.m0_checksum
+        return self._checksum
+
+    def release(self) -> None:
+        """Free M0 (its checksum is kept); the next use builds it again, identically."""
+        if self._m0 is not None:
+            self.known_checksum  # noqa: B018
+            self._m0 = None
+
+    def statistics(self, token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
+                   progress: Callable[[int], None] | None = None, losses: bool = True) -> TextStatistics:
+        """M0's per-text statistics, computed only for texts the cache does not hold (with
+        ``swap``, during M0's turn on the device; its checksum is taken before it is freed)."""
+        return twins_statistics([self], token_ids, batch_size, pad_id, layers,
+                                None if progress is None else lambda label: progress, losses)[0]
+
+    def _statistics(self, token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
+                    progress: Callable[[int], None] | None, losses: bool) -> TextStatistics:
+        last = num_layers(self.m1)
+        wanted = sorted(set(layers) | {last})
+        if self.cache is None:
+            return text_statistics(self.model, token_ids, batch_size, pad_id, "M0", progress, wanted, losses)
+        loss, entropy, hit = self.cache.lookup(token_ids, wanted, losses)
+        logger.info("erank: M0 seed %d: %d of %d texts' results from the M0 cache (%s)", self.seed, int(hit.sum()),
+                    len(token_ids), self.cache.path)
+        if progress is not None:
+            progress(int(hit.sum()))
+        missing = [i for i in range(len(token_ids)) if not hit[i]]
+        if missing:
+            fresh = text_statistics(self.model, [token_ids[i] for i in missing], batch_size, pad_id, "M0", progress,
+                                    wanted, losses)
+            index = torch.as_tensor(missing)
+            if losses:
+                loss[index] = fresh.loss
+            for layer in wanted:
+                entropy[layer][index] = fresh.layer_entropy[layer]
+            self.cache.store([token_ids[i] for i in missing], fresh.loss, fresh.layer_entropy, self.checksum)
+        return TextStatistics(layer_entropy=entropy, loss=loss, last_layer=last)
+
+
+def make_twins(m1, seed, n_twins: int = 1, device=None, m0=None, cache_dir: str | Path | None = None,
+               swap: bool = False) -> list[TwinProvider]:
+    """K = ``n_twins`` twin providers with seeds seed, seed + 1, ..., seed + K - 1 (each with its
+    own M0-cache entry; ``m0``, an already-built twin, only for K = 1)."""
+    n_twins = check_int("m0_twins", n_twins)
+    if m0 is not None and n_twins > 1:
+        raise ValueError("m0= gives one already-built twin; it cannot be combined with m0_twins > 1")
+    first = check_seed(seed)
+    if first + n_twins - 1 > MAX_SEED:
+        raise ValueError(f"m0_seed + m0_twins - 1 must be at most 2**64 - 1, got {first} + {n_twins} - 1")
+    return [TwinProvider(m1, first + k, device=device, m0=m0, cache_dir=cache_dir, swap=swap) for k in range(n_twins)]
+
+
+def twins_statistics(twins: Sequence[TwinProvider], token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
+                     progress: Progress | None = None, losses: bool = True) -> list[TextStatistics]:
+    """Each twin's per-text statistics, one twin after another. With K > 1 twins (or ``swap``)
+    each twin is freed after its pass (its checksum kept), so at most one is resident beside M1;
+    with ``swap`` M1 leaves the device once for all twins' turns."""
+    swap = twins[0].swap
+    free_each = swap or len(twins) > 1
+    out = []
+    with off_device(twins[0].m1) if swap else contextlib.nullcontext():
+        for k, twin in enumerate(twins):
+            label = f"M0 seed {twin.seed}" + (f" (twin {k + 1}/{len(twins)})" if len(twins) > 1 else "")
+            try:
+                out.append(twin._statistics(token_ids, batch_size, pad_id, layers,
+                                            None if progress is None else progress(label), losses))
+                if free_each:
+                    twin.checksum  # noqa: B018  (from the cache, or from M0 while it is resident)
+            finally:
+                if free_each:
+                    twin.release()
+    return out
