@@ -6,39 +6,52 @@
 Every ``every_n_steps`` optimizer steps (and once before training), the callback computes
 Diff-eRank of the model being trained on a fixed held-out text set and logs it through
 ``trainer.log`` (so every configured logger — TensorBoard, W&B, ... — receives it) as
-``{prefix}diff_erank``, ``{prefix}erank_m1``, ``{prefix}erank_m0``, ``{prefix}erank_ratio``,
-``{prefix}reduced_loss``, ``{prefix}loss_m1`` (unless ``losses=False``), per-layer values
-with ``layers=``, and with ``m0_twins=K`` > 1 ``{prefix}erank_m0_twin_sd`` (the M0 values are
-then means over K twins, seeds m0_seed .. m0_seed + K - 1).
+``{prefix}<name>`` for each metric the table marks ``logged`` (``diff_erank``, ``erank_m1``,
+``erank_m0``, ``erank_ratio``, ``reduced_loss``, ``loss_m1`` unless ``losses=False``,
+``erank_m0_twin_sd`` with ``m0_twins=K`` > 1), and per-layer values with ``layers=``. Full
+precision is in ``trainer.state.log_history`` and :attr:`DiffErankCallback.history` (the
+Trainer's console rounds what it prints).
 
 M0 does not change during training: its side (a random twin of the model's config; each of
-the K twins in turn) is computed once per run, on the first evaluation, and the twin is then freed.
-Runs on the main process only; the model must be whole there (single process or DDP, not
-FSDP/ZeRO-3 sharding).
+the K twins in turn) is computed once per run, on the first evaluation, then freed; with the M0
+cache (``m0_cache``, on by default like the harness and ``diff_erank``) a restarted or second
+run reads it from disk instead. Every later evaluation costs one M1 pass over the texts. Each
+evaluation shows a progress bar (cleared when done) and then one line with its values and its
+duration (``progress=False``: silent). Runs on the main process only; the model must be whole
+there (single process or DDP, not FSDP/ZeRO-3 sharding).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from .core.checks import check_bool, check_int, check_model, check_seed, check_texts, check_tokenizer, parse_layers
+from .core.m0_cache import DEFAULT_CACHE, check_writable, resolve_cache
 from .core.measure import DEFAULT_M0_SEED, default_max_length, encode_texts, pad_token_id
 from .core.metrics import TABLE
+from .core.progress import Progress, text_progress
 from .core.representations import TextStatistics, num_layers, text_statistics
-from .core.result import combine
+from .core.result import DiffErankResult, combine
 from .core.twin_provider import TwinProvider, twins_statistics
 
 
 class DiffErankCallback(TrainerCallback):
     def __init__(self, trainer, texts: Sequence[str], every_n_steps: int = 500, *, tokenizer=None,
                  m0_seed: int = DEFAULT_M0_SEED, layers="last", batch_size: int = 16, max_length: int | None = None,
-                 prefix: str = "erank/", at_start: bool = True, losses: bool = True, m0_twins: int = 1):
+                 prefix: str = "erank/", at_start: bool = True, losses: bool = True, m0_twins: int = 1,
+                 m0_cache: str | Path | None = DEFAULT_CACHE, progress: bool = True):
         """``texts``: the held-out texts (a sequence of strings); ``tokenizer``: default the
-        Trainer's (``processing_class``/``tokenizer``); the other options as in ``diff_erank``.
-        Arguments are checked here, against ``trainer.model``, not at the first evaluation.
+        Trainer's (``processing_class``/``tokenizer``); ``m0_cache``: M0's results cache
+        directory (default the harness's, ``$LM_EVAL_ERANK_CACHE`` or ``~/.cache/lm_eval_erank/m0``;
+        None or ``"off"``: none); ``progress``: a bar and a line per evaluation; the other options
+        as in ``diff_erank``. Arguments are checked here, against ``trainer.model``, not at the
+        first evaluation.
 
         >>> callback = DiffErankCallback(trainer, ["A held-out text.", "Another one."], every_n_steps=10)
         >>> callback.every_n_steps, callback.texts[0]
@@ -49,7 +62,10 @@ class DiffErankCallback(TrainerCallback):
         batch_size = check_int("batch_size", batch_size)
         max_length = check_int("max_length", max_length, allow_none=True)
         m0_seed = check_seed(m0_seed)
-        losses = check_bool("losses", losses)
+        losses, self.progress = check_bool("losses", losses), check_bool("progress", progress)
+        self.m0_cache = resolve_cache(m0_cache)
+        if self.m0_cache is not None:
+            check_writable(self.m0_cache)  # now, not at the first evaluation
         if tokenizer is not None:
             check_tokenizer(tokenizer)
         model = getattr(trainer, "model", None)
@@ -68,6 +84,7 @@ class DiffErankCallback(TrainerCallback):
         self._m0: list[TextStatistics] | None = None
         self._m0_seeds: list[int] = []
         self._m0_checksums: list[str] = []
+        self._m0_cache_hits = 0
         self.history: list[tuple[int, dict]] = []
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -82,29 +99,45 @@ class DiffErankCallback(TrainerCallback):
     def _evaluate(self, state, control, model) -> None:
         if not state.is_world_process_zero:
             return
+        start = time.perf_counter()
+        m0_was_known = self._m0 is not None
         was_training = model.training
         model.eval()
         try:
-            layers = parse_layers(self.layers_spec, num_layers(model))
-            ids, truncated = encode_texts(self.tokenizer, self.texts, self.max_length or default_max_length(model))
-            pad_id = pad_token_id(self.tokenizer)
-            if self._m0 is None:
-                twins = [TwinProvider(model, self.m0_seed + k) for k in range(self.m0_twins)]
-                self._m0 = twins_statistics(twins, ids, self.batch_size, pad_id, layers, losses=self.losses)
-                self._m0_seeds = [t.seed for t in twins]
-                self._m0_checksums = [t.checksum for t in twins]
-                del twins  # M0 is not needed again: free its memory
-            s1 = text_statistics(model, ids, self.batch_size, pad_id, "M1", None, layers, self.losses)
-            result = combine(s1, self._m0, ids, truncated, self._m0_seeds, self._m0_checksums)
+            with text_progress(len(self.texts), f"Diff-eRank at step {state.global_step}", enabled=self.progress,
+                               leave=False) as progress:
+                result = self._measure(model, progress)
         finally:
             model.train(was_training)
         summary = result.summary()
         keys = [m.name for m in TABLE if m.logged] + [k for k in summary if "_layer" in k]
         logs = {f"{self.prefix}{k}": summary[k] for k in keys if summary.get(k) is not None}
         self.history.append((state.global_step, logs))
+        if self.progress:
+            m0 = ("M0 kept from the first evaluation" if m0_was_known else
+                  f"M0 now: {self.m0_twins} twin(s), {self._m0_cache_hits} of {self.m0_twins * len(self.texts)} "
+                  "texts from the M0 cache")
+            tqdm.write(f"DiffErankCallback, step {state.global_step}: diff_erank {summary['diff_erank']!r}, erank_m1 "
+                       f"{summary['erank_m1']!r}; {len(self.texts)} texts in {time.perf_counter() - start:.1f} s ({m0})")
         # trainer.log ends in on_log, which clears control.should_log: restore it, or the Trainer's
         # own training-loss log due at this step (logging_steps) would be dropped.
         should_log = getattr(control, "should_log", None)
         self.trainer.log(logs)
         if should_log is not None:
             control.should_log = should_log
+
+    def _measure(self, model, progress: Progress | None) -> DiffErankResult:
+        """One evaluation: M0's side on the first (computed, or read from the M0 cache), M1's every time."""
+        layers = parse_layers(self.layers_spec, num_layers(model))
+        ids, truncated = encode_texts(self.tokenizer, self.texts, self.max_length or default_max_length(model))
+        pad_id = pad_token_id(self.tokenizer)
+        if self._m0 is None:
+            twins = [TwinProvider(model, self.m0_seed + k, cache_dir=self.m0_cache) for k in range(self.m0_twins)]
+            self._m0 = twins_statistics(twins, ids, self.batch_size, pad_id, layers, progress, losses=self.losses)
+            self._m0_seeds = [t.seed for t in twins]
+            self._m0_checksums = [t.checksum for t in twins]
+            self._m0_cache_hits = sum(t.cache_hits for t in twins)
+            del twins  # M0 is not needed again: free its memory
+        s1 = text_statistics(model, ids, self.batch_size, pad_id, "M1", None if progress is None else progress("M1"),
+                             layers, self.losses)
+        return combine(s1, self._m0, ids, truncated, self._m0_seeds, self._m0_checksums)

@@ -303,7 +303,7 @@ def test_readme_describes_the_m0_cache_key_the_code_uses(gpt2):
     key = model_key(model.config, 1, model.dtype, "cpu")
     section = README.split("### M0 results cache")[1].split("##")[0]
     phrases = {"architecture": "architecture config", "seed": "the seed", "dtype": "the dtype",
-               "device_type": "the device type", "versions": "versions of"}
+               "device_type": "the device type", "versions": "versions of", "key_version": "key_version"}
     assert set(key) == set(phrases)  # a new key field needs a README line
     for field, phrase in phrases.items():
         assert phrase in section, field

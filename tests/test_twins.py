@@ -87,10 +87,11 @@ def test_progress_counts_documents_per_model_and_the_log_counts_cache_hits(tiny_
     register()
     from lm_eval.api.instance import Instance
 
+    from lm_eval_erank.core import progress as progress_module
     from lm_eval_erank.harness import model as model_module
 
     bars = []
-    real_tqdm = model_module.tqdm
+    real_tqdm = progress_module.tqdm
 
     class RecordingBar(real_tqdm):
         def __init__(self, *a, **k):
@@ -111,7 +112,7 @@ def test_progress_counts_documents_per_model_and_the_log_counts_cache_hits(tiny_
                                 m0_seed=1, m0_twins=2, m0_cache=str(tmp_path))
     requests = [Instance("erank", {}, (t,), 0, metadata=("t", i, 1)) for i, t in enumerate(TEXTS[2:9])]
     with pytest.MonkeyPatch.context() as mp, caplog.at_level(logging.INFO, logger="lm_eval.erank"):
-        mp.setattr(model_module, "tqdm", RecordingBar)
+        mp.setattr(progress_module, "tqdm", RecordingBar)
         lm.erank(requests)
         lm.erank(requests[:5])
     assert [p[0] for p in bars[0].passes] == ["Running erank requests, M1", "Running erank requests, M0 seed 1 (twin 1/2)",

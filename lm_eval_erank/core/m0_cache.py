@@ -1,9 +1,14 @@
 """On-disk cache of the random twin's per-text results (JSON, no pickle; no lm-eval).
 
-M0's per-text entropies and losses depend only on the architecture config, the seed, the
-dtype, the device type, the token ids, the requested layers and the library versions. A
-sweep over checkpoints of one architecture therefore pays for M0 once: the first run
-computes and stores them, later runs read them (and need not even build M0).
+M0's per-text entropies and losses depend only on the architecture and initialisation fields of
+the config, the seed, the dtype, the device type, the token ids, the requested layers and the
+library versions; the key (:func:`model_key`) holds exactly these.
+Fields that only name the checkpoint or steer a forward we do not make (``_name_or_path``,
+``use_cache``, which ``transformers.Trainer`` turns off in every checkpoint it saves, the output
+flags, ``architectures``, the GGUF ``quantization_config``, ...) are left out. A sweep over
+checkpoints of one architecture (a pretrained model and its fine-tuned checkpoints) therefore
+pays for M0 once: the first run computes and stores them, later runs read them (and need not
+even build M0).
 
 Layout: ``<directory>/<model key>.json`` = {"key": {...what the key hashes...},
 "m0_checksum": str | null, "texts": {sha256(token ids): {"loss": float | null,
@@ -31,8 +36,17 @@ import transformers
 
 from .._version import __version__
 
-# Config fields that name or describe the checkpoint, not the architecture.
-_NOT_ARCHITECTURE = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "_commit_hash"}
+# Config fields that do not decide M0's weights or its outputs under our forward: they name or
+# describe the checkpoint (the dtype and the versions are keyed on their own), steer generation
+# or outputs we do not request, or serve task heads a causal LM has not.
+RUNTIME_ONLY_FIELDS = frozenset({
+    "_name_or_path", "_commit_hash", "transformers_version", "dtype", "torch_dtype", "architectures",
+    "use_cache", "output_attentions", "output_hidden_states", "return_dict", "torchscript",
+    "quantization_config", "id2label", "label2id", "problem_type", "finetuning_task", "tokenizer_class",
+    "prefix", "task_specific_params",
+})
+# Bump when what the key holds changes: files of older keys are then never opened (recomputed).
+KEY_VERSION = 2
 _FLOAT_NONE = float("nan")
 _AVOID = ("choose a writable directory with m0_cache=DIR (or $LM_EVAL_ERANK_CACHE), or turn the cache off "
           "with m0_cache=off")
@@ -85,16 +99,24 @@ def resolve_cache(m0_cache) -> Path | None:
 
 
 def model_key(config, seed: int, dtype: torch.dtype, device_type: str) -> dict:
-    """What identifies M0's outputs apart from the texts: architecture, seed, dtype, device
-    type, library versions."""
-    architecture = {k: v for k, v in sorted(config.to_dict().items()) if k not in _NOT_ARCHITECTURE}
+    """What decides M0's outputs apart from the texts: the config's architecture and
+    initialisation fields (every field but :data:`RUNTIME_ONLY_FIELDS`), the seed, dtype, device
+    type and library versions. (The attention implementation is not keyed: eager and SDPA
+    differ by float round-off, as batch compositions do.)"""
     return {
-        "architecture": architecture,
+        "key_version": KEY_VERSION,
+        "architecture": _architecture(config.to_dict()),
         "seed": int(seed),
         "dtype": str(dtype),
         "device_type": device_type,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "lm_eval_erank": __version__},
     }
+
+
+def _architecture(fields: dict) -> dict:
+    """``fields`` without the runtime-only ones, also inside nested configs (``text_config``, ...)."""
+    return {k: _architecture(v) if isinstance(v, dict) else v for k, v in sorted(fields.items())
+            if k not in RUNTIME_ONLY_FIELDS}
 
 
 def _digest(obj) -> str:

@@ -21,7 +21,8 @@ from .checks import check_bool, check_int, check_model, check_texts, check_token
 from .m0_cache import DEFAULT_CACHE, resolve_cache
 from .representations import num_layers, text_statistics
 from .result import DiffErankResult, combine
-from .twin_provider import Progress, TwinProvider, make_twins, twins_statistics
+from .progress import Progress, text_progress
+from .twin_provider import TwinProvider, make_twins, twins_statistics
 
 # M0's seed when none is given: lm-eval's default torch seed (``--seed``), which is what the
 # harness's ``m0_seed`` defaults to (the torch seed lm-eval set), so both give the same M0.
@@ -95,6 +96,7 @@ def diff_erank(
     m0_cache: str | Path | None = DEFAULT_CACHE,
     losses: bool = True,
     m0_twins: int = 1,
+    progress: bool = True,
 ) -> DiffErankResult:
     """Diff-eRank of an already-loaded causal LM on ``texts``.
 
@@ -117,11 +119,14 @@ def diff_erank(
         losses: also compute the token losses (reduced loss); False skips the LM head.
         m0_twins: K, the number of random twins (run one after another): every value that
             involves M0 is the mean over twins, and ``erank_m0_twin_sd()`` their spread.
+        progress: show a progress bar over the texts (stderr), one pass per model, naming the
+            model and, for M0, how many texts came from the M0 cache; False: silent.
 
     Raises TypeError/ValueError naming the argument for input it cannot use (e.g. a single
     string as ``texts``, an empty list, a layer outside [0, L]), before any forward.
 
-    >>> result = diff_erank(model, tokenizer, ["The cat sat on the mat.", "A second text."], m0_cache=None)
+    >>> result = diff_erank(model, tokenizer, ["The cat sat on the mat.", "A second text."], m0_cache=None,
+    ...                     progress=False)
     >>> result.excluded, len(result.per_text()), result.erank_m1() >= 1.0
     (0, 2, True)
     """
@@ -132,6 +137,7 @@ def diff_erank(
     m0_twins = check_int("m0_twins", m0_twins)
     max_length = check_int("max_length", max_length, allow_none=True)
     add_bos_token, losses = check_bool("add_bos_token", add_bos_token), check_bool("losses", losses)
+    progress = check_bool("progress", progress)
     cache_dir = _check_twin_source(m0, m0_cache)
     was_training = model.training
     model.eval()
@@ -139,7 +145,8 @@ def diff_erank(
         wanted = parse_layers(layers, num_layers(model))
         twins = make_twins(model, m0_seed, m0_twins, device=m0_device, m0=m0, cache_dir=cache_dir)
         ids, truncated = encode_texts(tokenizer, texts, max_length or default_max_length(model), add_bos_token)
-        return pair_statistics(model, twins, ids, truncated, batch_size, pad_token_id(tokenizer), wanted,
-                               losses=losses)
+        with text_progress(len(ids), "Diff-eRank", enabled=progress) as bar:
+            return pair_statistics(model, twins, ids, truncated, batch_size, pad_token_id(tokenizer), wanted,
+                                   progress=bar, losses=losses)
     finally:
         model.train(was_training)

@@ -16,14 +16,11 @@ import torch
 
 from .checks import MAX_SEED, check_int, check_seed
 from .m0_cache import M0Cache, model_key
+from .progress import Progress
 from .representations import TextStatistics, num_layers, text_statistics
 from .twin import build_random_twin, model_device, off_device, parameter_checksum, spans_devices
 
 logger = logging.getLogger("lm_eval.erank.twins")
-
-# progress(label) -> a callback receiving the number of texts just done (or None): one pass per
-# model, labelled "M1" or "M0 seed s (twin k/K)".
-Progress = Callable[[str], Callable[[int], None] | None]
 
 
 class TwinProvider:
@@ -44,6 +41,7 @@ class TwinProvider:
         self._m0 = m0
         self._checksum = None
         self.cache = None
+        self.cache_hits = 0  # texts of the last pass read from the cache
         if cache_dir is not None:
             device_type = torch.device(device).type if device is not None else next(m1.parameters()).device.type
             self.cache = M0Cache(cache_dir, model_key(m1.config, self.seed, m1.dtype, device_type))
@@ -89,19 +87,20 @@ class TwinProvider:
                                 None if progress is None else lambda label: progress, losses)[0]
 
     def _statistics(self, token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
-                    progress: Callable[[int], None] | None, losses: bool) -> TextStatistics:
+                    update: Callable[[int], None] | None, losses: bool) -> TextStatistics:
         last = num_layers(self.m1)
         wanted = sorted(set(layers) | {last})
         if self.cache is None:
-            return text_statistics(self.model, token_ids, batch_size, pad_id, "M0", progress, wanted, losses)
+            return text_statistics(self.model, token_ids, batch_size, pad_id, "M0", update, wanted, losses)
         loss, entropy, hit = self.cache.lookup(token_ids, wanted, losses)
+        self.cache_hits = int(hit.sum())
         logger.info("erank: M0 seed %d: %d of %d texts' results from the M0 cache (%s)", self.seed, int(hit.sum()),
                     len(token_ids), self.cache.path)
-        if progress is not None:
-            progress(int(hit.sum()))
+        if update is not None:
+            update(int(hit.sum()))
         missing = [i for i in range(len(token_ids)) if not hit[i]]
         if missing:
-            fresh = text_statistics(self.model, [token_ids[i] for i in missing], batch_size, pad_id, "M0", progress,
+            fresh = text_statistics(self.model, [token_ids[i] for i in missing], batch_size, pad_id, "M0", update,
                                     wanted, losses)
             index = torch.as_tensor(missing)
             if losses:

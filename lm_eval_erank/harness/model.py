@@ -10,13 +10,13 @@ import torch
 from lm_eval.api.instance import Instance
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
-from tqdm import tqdm
 
 from .._version import __version__
 from ..core.checks import check_bool, check_int, check_seed, parse_layers
 from ..core.exclusions import excluded_reason, warn_excluded, warn_truncated
 from ..core.m0_cache import DEFAULT_CACHE, check_writable, resolve_cache
 from ..core.measure import encode_texts, pad_token_id, pair_statistics
+from ..core.progress import text_progress
 from ..core.representations import NonFiniteModelOutputError, num_layers, text_statistics
 from ..core.twin import check_twin_buildable, check_twin_supported
 from ..core.twin_provider import make_twins
@@ -168,17 +168,11 @@ class ErankHFLM(HFLM):
         batch_size = self._erank_batch_size(max(len(t) for t in ids))
         pad_id = pad_token_id(self.tokenizer)
         # One pass over the documents per model: the bar counts documents and names the model.
-        with tqdm(total=len(ids), desc="Running erank requests", unit="doc",
-                  disable=disable_tqdm or self.rank != 0) as bar:
-
-            def progress(label: str):
-                bar.reset(total=len(ids))
-                bar.set_description(f"Running erank requests, {label}")
-                return bar.update
-
+        with text_progress(len(ids), "Running erank requests", enabled=not disable_tqdm and self.rank == 0,
+                           unit="doc") as bar:
             try:
                 result = pair_statistics(self.model, self.twins, ids, truncated, batch_size, pad_id,
-                                         self.layers, progress=progress, losses=self.losses)
+                                         self.layers, progress=bar, losses=self.losses)
             except NonFiniteModelOutputError as err:
                 req = requests[err.text_index]
                 raise NonFiniteModelOutputError(
