@@ -31,13 +31,15 @@ import torch
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
-from .core.checks import check_bool, check_int, check_model, check_seed, check_texts, check_tokenizer, parse_layers
+from .core.checks import (check_bool, check_int, check_model, check_positive_float, check_seed, check_texts,
+                          check_tokenizer, parse_layers)
 from .core.m0_cache import DEFAULT_CACHE, check_writable, resolve_cache
 from .core.measure import DEFAULT_M0_SEED, default_max_length, encode_texts, pad_token_id
 from .core.metrics import TABLE
 from .core.progress import Progress, text_progress
 from .core.representations import TextStatistics, num_layers, text_statistics
 from .core.result import DiffErankResult, combine
+from .core.twin import warn_if_gguf_init_unknown
 from .core.twin_provider import TwinProvider, twins_statistics
 
 
@@ -45,7 +47,8 @@ class DiffErankCallback(TrainerCallback):
     def __init__(self, trainer, texts: Sequence[str], every_n_steps: int = 500, *, tokenizer=None,
                  m0_seed: int = DEFAULT_M0_SEED, layers="last", batch_size: int = 16, max_length: int | None = None,
                  prefix: str = "erank/", at_start: bool = True, losses: bool = True, m0_twins: int = 1,
-                 m0_cache: str | Path | None = DEFAULT_CACHE, progress: bool = True):
+                 m0_cache: str | Path | None = DEFAULT_CACHE, progress: bool = True, skip_first_tokens: int = 0,
+                 m0_initializer_range: float | None = None):
         """``texts``: the held-out texts (a sequence of strings); ``tokenizer``: default the
         Trainer's (``processing_class``/``tokenizer``); ``m0_cache``: M0's results cache
         directory (default the harness's, ``$LM_EVAL_ERANK_CACHE`` or ``~/.cache/lm_eval_erank/m0``;
@@ -63,6 +66,8 @@ class DiffErankCallback(TrainerCallback):
         max_length = check_int("max_length", max_length, allow_none=True)
         m0_seed = check_seed(m0_seed)
         losses, self.progress = check_bool("losses", losses), check_bool("progress", progress)
+        self.skip_first_tokens = check_int("skip_first_tokens", skip_first_tokens, 0)
+        self.m0_initializer_range = check_positive_float("m0_initializer_range", m0_initializer_range, allow_none=True)
         self.m0_cache = resolve_cache(m0_cache)
         if self.m0_cache is not None:
             check_writable(self.m0_cache)  # now, not at the first evaluation
@@ -132,12 +137,15 @@ class DiffErankCallback(TrainerCallback):
         ids, truncated = encode_texts(self.tokenizer, self.texts, self.max_length or default_max_length(model))
         pad_id = pad_token_id(self.tokenizer)
         if self._m0 is None:
-            twins = [TwinProvider(model, self.m0_seed + k, cache_dir=self.m0_cache) for k in range(self.m0_twins)]
-            self._m0 = twins_statistics(twins, ids, self.batch_size, pad_id, layers, progress, losses=self.losses)
+            warn_if_gguf_init_unknown(model, self.m0_initializer_range)
+            twins = [TwinProvider(model, self.m0_seed + k, cache_dir=self.m0_cache,
+                                  initializer_range=self.m0_initializer_range) for k in range(self.m0_twins)]
+            self._m0 = twins_statistics(twins, ids, self.batch_size, pad_id, layers, progress, losses=self.losses,
+                                        skip_first_tokens=self.skip_first_tokens)
             self._m0_seeds = [t.seed for t in twins]
             self._m0_checksums = [t.checksum for t in twins]
             self._m0_cache_hits = sum(t.cache_hits for t in twins)
             del twins  # M0 is not needed again: free its memory
         s1 = text_statistics(model, ids, self.batch_size, pad_id, "M1", None if progress is None else progress("M1"),
-                             layers, self.losses)
+                             layers, self.losses, self.skip_first_tokens)
         return combine(s1, self._m0, ids, truncated, self._m0_seeds, self._m0_checksums)

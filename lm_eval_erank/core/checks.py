@@ -8,6 +8,7 @@ digits (``"3"``) and ``true``/``false``/``on``/``off``/``yes``/``no``/``1``/``0`
 
 from __future__ import annotations
 
+import math
 import operator
 import os
 from collections.abc import Sequence
@@ -63,6 +64,26 @@ def check_int(name: str, value, minimum: int = 1, *, maximum: int | None = None,
     if number is None or number < minimum or (maximum is not None and number > maximum):
         expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {_readable(maximum)}]"
         raise ValueError(f"{name} must be an integer {expected}{' or None' if allow_none else ''}, got {value!r}")
+    return number
+
+
+def check_positive_float(name: str, value, *, allow_none: bool = False, from_text: bool = False) -> float | None:
+    """``value`` as a finite float > 0 (None passes when ``allow_none``; a number as text when
+    ``from_text``); ValueError naming ``name`` otherwise.
+
+    >>> check_positive_float("m0_initializer_range", "0.0416667", from_text=True)
+    0.0416667
+    """
+    if value is None and allow_none:
+        return None
+    number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if from_text and isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be a number > 0{' or None' if allow_none else ''}, got {value!r}")
     return number
 
 

@@ -13,14 +13,16 @@ from collections.abc import Sequence
 
 logger = logging.getLogger("lm_eval.erank.exclusions")
 
-def excluded_reason(row: dict) -> str | None:
+def excluded_reason(row: dict, skip_first_tokens: int = 0) -> str | None:
     """Why a text (a row of ``DiffErankResult.per_text``, an ``erank`` response) has no eRank;
-    None if it has one."""
+    None if it has one. ``skip_first_tokens``: the positions the run left out of the eRanks."""
     m0 = row["entropy_m0"] if isinstance(row["entropy_m0"], list) else [row["entropy_m0"]]  # one per twin
     if row["entropy_m1"] is not None and all(h is not None for h in m0):
         return None
-    if row["n_tokens"] < 2:
-        return "have fewer than 2 tokens"
+    if row["n_tokens"] - skip_first_tokens < 2:
+        if not skip_first_tokens:
+            return "have fewer than 2 tokens"
+        return f"have fewer than {skip_first_tokens + 2} tokens (skip_first_tokens={skip_first_tokens})"
     return "have no spread (every token's centred hidden state is zero)"
 
 

@@ -12,7 +12,7 @@ even build M0).
 
 Layout: ``<directory>/<model key>.json`` = {"key": {...what the key hashes...},
 "m0_checksum": str | null, "texts": {sha256(token ids): {"loss": float | null,
-"entropy": {layer: float | null}}}}; null = undefined, a missing "loss" = not computed (a run
+"entropy": {layer (or "layer/skipK"): float | null}}}}; null = undefined, a missing "loss" = not computed (a run
 with ``losses=False``). Files are replaced atomically.
 
 The directory is checked when the cache is opened (created if missing, a probe file written
@@ -123,6 +123,12 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def entropy_key(layer: int, skip_first_tokens: int = 0) -> str:
+    """An entry's key for the entropy of ``layer`` (``"12"``; ``"12/skip1"`` with the first
+    position left out), so runs with and without ``skip_first_tokens`` share a file."""
+    return str(layer) if not skip_first_tokens else f"{layer}/skip{skip_first_tokens}"
+
+
 def text_key(token_ids: Sequence[int]) -> str:
     return hashlib.sha256(json.dumps(list(token_ids)).encode()).hexdigest()
 
@@ -145,34 +151,38 @@ class M0Cache:
                 self._texts = stored.get("texts", {})
                 self.m0_checksum = stored.get("m0_checksum")
 
-    def lookup(self, token_ids: Sequence[Sequence[int]], layers: Sequence[int], losses: bool = True):
+    def lookup(self, token_ids: Sequence[Sequence[int]], layers: Sequence[int], losses: bool = True,
+               skip_first_tokens: int = 0):
         """(loss (n,) or None when ``losses`` is False, {layer: entropy (n,)}, hit mask (n,)),
-        NaN where missing/undefined. A hit holds every layer (and the loss, when asked for)."""
+        NaN where missing/undefined. A hit holds every layer (and the loss, when asked for), with
+        the first ``skip_first_tokens`` positions left out of the entropies."""
         n = len(token_ids)
         loss = torch.full((n,), _FLOAT_NONE, dtype=torch.float64) if losses else None
         entropy = {layer: torch.full((n,), _FLOAT_NONE, dtype=torch.float64) for layer in layers}
         hit = torch.zeros(n, dtype=torch.bool)
+        keys = {layer: entropy_key(layer, skip_first_tokens) for layer in layers}
         for i, ids in enumerate(token_ids):
             entry = self._texts.get(text_key(ids))
-            if entry is None or not all(str(layer) in entry["entropy"] for layer in layers):
+            if entry is None or not all(key in entry["entropy"] for key in keys.values()):
                 continue
             if losses and "loss" not in entry:
                 continue
             hit[i] = True
             if losses:
                 loss[i] = _from_json(entry["loss"])
-            for layer in layers:
-                entropy[layer][i] = _from_json(entry["entropy"][str(layer)])
+            for layer, key in keys.items():
+                entropy[layer][i] = _from_json(entry["entropy"][key])
         return loss, entropy, hit
 
     def store(self, token_ids: Sequence[Sequence[int]], loss: torch.Tensor | None, entropy: dict[int, torch.Tensor],
-              m0_checksum: str | None) -> None:
+              m0_checksum: str | None, skip_first_tokens: int = 0) -> None:
         """Add or extend the entries of ``token_ids`` (``loss`` None: not computed, left as stored)."""
         for i, ids in enumerate(token_ids):
             entry = self._texts.setdefault(text_key(ids), {"entropy": {}})
             if loss is not None:
                 entry["loss"] = _to_json(loss[i])
-            entry["entropy"].update({str(layer): _to_json(values[i]) for layer, values in entropy.items()})
+            entry["entropy"].update({entropy_key(layer, skip_first_tokens): _to_json(values[i])
+                                     for layer, values in entropy.items()})
         if m0_checksum is not None:
             self.m0_checksum = m0_checksum
         payload = json.dumps({"key": self.key, "m0_checksum": self.m0_checksum, "texts": self._texts},

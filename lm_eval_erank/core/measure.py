@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .checks import check_bool, check_int, check_model, check_texts, check_tokenizer, parse_layers
+from .checks import check_bool, check_int, check_model, check_positive_float, check_texts, check_tokenizer, parse_layers
 from .m0_cache import DEFAULT_CACHE, resolve_cache
 from .representations import num_layers, text_statistics
 from .result import DiffErankResult, combine
@@ -60,13 +60,14 @@ def default_max_length(model) -> int:
 
 def pair_statistics(m1, twin: TwinProvider | Sequence[TwinProvider], token_ids, truncated, batch_size: int,
                     pad_id: int, layers: Sequence[int] = (), progress: Progress | None = None,
-                    losses: bool = True) -> DiffErankResult:
+                    losses: bool = True, skip_first_tokens: int = 0) -> DiffErankResult:
     """Run M1, then each twin (one after another), over pre-tokenised texts: the shared core of
-    the harness and the API. ``progress(label)`` is called at the start of each model's pass."""
+    the harness and the API. ``progress(label)`` is called at the start of each model's pass;
+    ``skip_first_tokens`` leaves the first positions of every text out of the entropies."""
     twins = [twin] if isinstance(twin, TwinProvider) else list(twin)
     s1 = text_statistics(m1, token_ids, batch_size, pad_id, "M1", None if progress is None else progress("M1"),
-                         layers, losses)
-    s0 = twins_statistics(twins, token_ids, batch_size, pad_id, layers, progress, losses)
+                         layers, losses, skip_first_tokens)
+    s0 = twins_statistics(twins, token_ids, batch_size, pad_id, layers, progress, losses, skip_first_tokens)
     return combine(s1, s0, token_ids, truncated, [t.seed for t in twins], [t.checksum for t in twins])
 
 
@@ -97,6 +98,8 @@ def diff_erank(
     losses: bool = True,
     m0_twins: int = 1,
     progress: bool = True,
+    skip_first_tokens: int = 0,
+    m0_initializer_range: float | None = None,
 ) -> DiffErankResult:
     """Diff-eRank of an already-loaded causal LM on ``texts``.
 
@@ -119,8 +122,13 @@ def diff_erank(
         losses: also compute the token losses (reduced loss); False skips the LM head.
         m0_twins: K, the number of random twins (run one after another): every value that
             involves M0 is the mean over twins, and ``erank_m0_twin_sd()`` their spread.
-        progress: show a progress bar over the texts (stderr), one pass per model, naming the
-            model and, for M0, how many texts came from the M0 cache; False: silent.
+        progress: show a progress bar over the texts (stderr), one pass per model; False: silent.
+        skip_first_tokens: k (default 0, the paper's), the first k positions of every text left
+            out of the eRank statistics (they still condition the rest; the losses keep them): the
+            first token can carry most of a middle layer's spread (README "When Diff-eRank is
+            negative"). A text needs k + 2 tokens for an eRank.
+        m0_initializer_range: the twins' init std instead of the config's ``initializer_range``
+            (e.g. the published value of a model loaded from a GGUF file, whose metadata has none).
 
     Raises TypeError/ValueError naming the argument for input it cannot use (e.g. a single
     string as ``texts``, an empty list, a layer outside [0, L]), before any forward.
@@ -138,15 +146,18 @@ def diff_erank(
     max_length = check_int("max_length", max_length, allow_none=True)
     add_bos_token, losses = check_bool("add_bos_token", add_bos_token), check_bool("losses", losses)
     progress = check_bool("progress", progress)
+    skip_first_tokens = check_int("skip_first_tokens", skip_first_tokens, 0)
+    m0_initializer_range = check_positive_float("m0_initializer_range", m0_initializer_range, allow_none=True)
     cache_dir = _check_twin_source(m0, m0_cache)
     was_training = model.training
     model.eval()
     try:
         wanted = parse_layers(layers, num_layers(model))
-        twins = make_twins(model, m0_seed, m0_twins, device=m0_device, m0=m0, cache_dir=cache_dir)
+        twins = make_twins(model, m0_seed, m0_twins, device=m0_device, m0=m0, cache_dir=cache_dir,
+                           initializer_range=m0_initializer_range)
         ids, truncated = encode_texts(tokenizer, texts, max_length or default_max_length(model), add_bos_token)
         with text_progress(len(ids), "Diff-eRank", enabled=progress) as bar:
             return pair_statistics(model, twins, ids, truncated, batch_size, pad_token_id(tokenizer), wanted,
-                                   progress=bar, losses=losses)
+                                   progress=bar, losses=losses, skip_first_tokens=skip_first_tokens)
     finally:
         model.train(was_training)

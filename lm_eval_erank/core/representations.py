@@ -195,6 +195,7 @@ def text_statistics(
     progress: Callable[[int], None] | None = None,
     layers: Sequence[int] = (),
     losses: bool = True,
+    skip_first_tokens: int = 0,
 ) -> TextStatistics:
     """Entropy of the LM head's input (and of other hidden states) and mean token loss for
     every text, one forward per batch.
@@ -209,6 +210,8 @@ def text_statistics(
         layers: extra hidden-state indices (see :func:`num_layers`), from the same forward.
         losses: compute the token losses (False: ``loss`` is None and, on the fast path, the
             LM head is never applied: about a third of a GPT-2-small forward's work).
+        skip_first_tokens: k, the first k positions of every text left out of the entropies
+            (they still condition the others; the losses use every position). Default 0: all.
 
     Raises NonFiniteModelOutputError naming the text index and the model when a hidden
     state or loss is not finite.
@@ -238,9 +241,10 @@ def text_statistics(
             if need_hidden:
                 states.update({layer: out.hidden_states[layer] for layer in wanted if layer != last})
             index = torch.as_tensor(batch)
+            measured = _without_first(mask, skip_first_tokens)
             for layer in wanted:
                 try:
-                    entropy[layer][index] = matrix_entropy(states[layer], mask).cpu()
+                    entropy[layer][index] = matrix_entropy(states[layer], measured).cpu()
                 except NonFiniteRepresentationError as err:
                     where = "hidden states" if layer == last else f"hidden states of layer {layer}"
                     raise _non_finite(batch[err.text_index], model_name, where, model) from err
@@ -254,6 +258,15 @@ def text_statistics(
     finally:
         remove_hook()
     return TextStatistics(layer_entropy=entropy, loss=loss, last_layer=last)
+
+
+def _without_first(mask: torch.Tensor, k: int) -> torch.Tensor:
+    """``mask`` (B, N) with the first ``k`` positions of every right-padded row switched off."""
+    if not k:
+        return mask
+    measured = mask.clone()
+    measured[:, :k] = False
+    return measured
 
 
 def _non_finite(text_index: int, model_name: str, what: str, model: torch.nn.Module) -> NonFiniteModelOutputError:

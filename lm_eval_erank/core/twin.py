@@ -100,16 +100,57 @@ def _construct(model: PreTrainedModel, config, device: torch.device) -> PreTrain
         ) from err
 
 
-def check_twin_buildable(model: PreTrainedModel) -> None:
+def twin_config(model: PreTrainedModel, initializer_range: float | None = None):
+    """A copy of ``model.config`` for its twin, without ``quantization_config`` (a GGUF-loaded M1,
+    dequantised by transformers, or a quantised one still carries it; the twin is an ordinary
+    model in M1's dtype, built from the architecture alone), with ``initializer_range`` (the init
+    std of its weights) replaced when given."""
+    config = copy.deepcopy(model.config)
+    if getattr(config, "quantization_config", None) is not None:
+        del config.quantization_config
+    if initializer_range is not None:
+        target = config.get_text_config() if hasattr(config, "get_text_config") else config
+        target.initializer_range = initializer_range
+    return config
+
+
+def loaded_from_gguf(model: PreTrainedModel) -> bool:
+    """Whether transformers loaded ``model`` from a GGUF file (its config keeps the GGUF quantisation record)."""
+    quantization = getattr(model.config, "quantization_config", None)
+    if isinstance(quantization, dict):
+        method = quantization.get("quant_method")
+    else:
+        method = getattr(quantization, "quant_method", None)
+    return str(getattr(method, "value", method)).lower() == "gguf"
+
+
+def warn_if_gguf_init_unknown(model: PreTrainedModel, initializer_range: float | None) -> None:
+    """A GGUF file's metadata has no ``initializer_range``: without ``m0_initializer_range`` the
+    twin takes the config class's default, which can differ from the published model's and
+    decides the twin's collapse (README "When Diff-eRank is negative"); say so, once per M1."""
+    if initializer_range is not None or not loaded_from_gguf(model):
+        return
+    default = getattr(twin_config(model), "initializer_range", None)
+    logger.warning(
+        "erank: %s was loaded from a GGUF file, whose metadata carries no initializer_range: the random twin M0 "
+        "is initialised with %s's default (%s), which can differ from the published config of the model "
+        "(SmolLM2-135M: 1/24 = 0.0417) and changes eRank(M0) and the sign of Diff-eRank. Pass the published "
+        "value as m0_initializer_range=... (README \"When Diff-eRank is negative\").",
+        type(model).__name__, type(model.config).__name__, default,
+    )
+
+
+def check_twin_buildable(model: PreTrainedModel, initializer_range: float | None = None) -> None:
     """Raise the errors :func:`build_random_twin` would, without allocating M0's weights
     (the architecture is built on the meta device)."""
     check_twin_supported(model)
-    _construct(model, copy.deepcopy(model.config), torch.device("meta"))
+    _construct(model, twin_config(model, initializer_range), torch.device("meta"))
 
 
-def build_random_twin(model: PreTrainedModel, seed: int, device: str | torch.device | None = None) -> PreTrainedModel:
-    """M0: ``type(model)`` built from a copy of ``model.config`` with the library's own
-    initialisation, in the model's dtype, directly on ``device`` (default: the model's own
+def build_random_twin(model: PreTrainedModel, seed: int, device: str | torch.device | None = None,
+                      initializer_range: float | None = None) -> PreTrainedModel:
+    """M0: ``type(model)`` built from a copy of ``model.config`` (:func:`twin_config`, with
+    ``initializer_range`` when given) with the library's own initialisation, in the model's dtype, directly on ``device`` (default: the model's own
     device), in eval mode.
 
     The global RNG state is forked, so building M0 does not disturb lm-eval's seeding.
@@ -119,7 +160,7 @@ def build_random_twin(model: PreTrainedModel, seed: int, device: str | torch.dev
     """
     check_twin_supported(model)
     seed = check_seed(seed)
-    config = copy.deepcopy(model.config)
+    config = twin_config(model, initializer_range)
     multi_device = device is None and spans_devices(model)
     if device is not None:
         device = torch.device(device)

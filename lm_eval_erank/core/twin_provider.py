@@ -18,7 +18,8 @@ from .checks import MAX_SEED, check_int, check_seed
 from .m0_cache import M0Cache, model_key
 from .progress import Progress
 from .representations import TextStatistics, num_layers, text_statistics
-from .twin import build_random_twin, model_device, off_device, parameter_checksum, spans_devices
+from .twin import (build_random_twin, model_device, off_device, parameter_checksum, spans_devices, twin_config,
+                   warn_if_gguf_init_unknown)
 
 logger = logging.getLogger("lm_eval.erank.twins")
 
@@ -31,12 +32,12 @@ class TwinProvider:
     """
 
     def __init__(self, m1, seed: int, device=None, m0=None, cache_dir: str | Path | None = None,
-                 swap: bool = False):
+                 swap: bool = False, initializer_range: float | None = None):
         if swap and device is not None:
             raise ValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
         if swap and spans_devices(m1):
             raise ValueError("m0_swap=true needs M1 on one device; it cannot be combined with parallelize=True")
-        self.m1, self.seed, self.swap = m1, check_seed(seed), swap
+        self.m1, self.seed, self.swap, self.initializer_range = m1, check_seed(seed), swap, initializer_range
         self.device = model_device(m1) if swap else device  # captured now: M1 is on the CPU during M0's turn
         self._m0 = m0
         self._checksum = None
@@ -44,7 +45,8 @@ class TwinProvider:
         self.cache_hits = 0  # texts of the last pass read from the cache
         if cache_dir is not None:
             device_type = torch.device(device).type if device is not None else next(m1.parameters()).device.type
-            self.cache = M0Cache(cache_dir, model_key(m1.config, self.seed, m1.dtype, device_type))
+            config = twin_config(m1, initializer_range)
+            self.cache = M0Cache(cache_dir, model_key(config, self.seed, m1.dtype, device_type))
 
     @property
     def built(self) -> bool:
@@ -53,7 +55,8 @@ class TwinProvider:
     @property
     def model(self):
         if self._m0 is None:
-            self._m0 = build_random_twin(self.m1, self.seed, device=self.device)
+            self._m0 = build_random_twin(self.m1, self.seed, device=self.device,
+                                         initializer_range=self.initializer_range)
         return self._m0
 
     @property
@@ -80,19 +83,22 @@ class TwinProvider:
             self._m0 = None
 
     def statistics(self, token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
-                   progress: Callable[[int], None] | None = None, losses: bool = True) -> TextStatistics:
+                   progress: Callable[[int], None] | None = None, losses: bool = True,
+                   skip_first_tokens: int = 0) -> TextStatistics:
         """M0's per-text statistics, computed only for texts the cache does not hold (with
         ``swap``, during M0's turn on the device; its checksum is taken before it is freed)."""
         return twins_statistics([self], token_ids, batch_size, pad_id, layers,
-                                None if progress is None else lambda label: progress, losses)[0]
+                                None if progress is None else lambda label: progress, losses,
+                                skip_first_tokens=skip_first_tokens)[0]
 
     def _statistics(self, token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
-                    update: Callable[[int], None] | None, losses: bool) -> TextStatistics:
+                    update: Callable[[int], None] | None, losses: bool, skip_first_tokens: int) -> TextStatistics:
         last = num_layers(self.m1)
         wanted = sorted(set(layers) | {last})
         if self.cache is None:
-            return text_statistics(self.model, token_ids, batch_size, pad_id, "M0", update, wanted, losses)
-        loss, entropy, hit = self.cache.lookup(token_ids, wanted, losses)
+            return text_statistics(self.model, token_ids, batch_size, pad_id, "M0", update, wanted, losses,
+                                   skip_first_tokens)
+        loss, entropy, hit = self.cache.lookup(token_ids, wanted, losses, skip_first_tokens)
         self.cache_hits = int(hit.sum())
         logger.info("erank: M0 seed %d: %d of %d texts' results from the M0 cache (%s)", self.seed, int(hit.sum()),
                     len(token_ids), self.cache.path)
@@ -101,31 +107,37 @@ class TwinProvider:
         missing = [i for i in range(len(token_ids)) if not hit[i]]
         if missing:
             fresh = text_statistics(self.model, [token_ids[i] for i in missing], batch_size, pad_id, "M0", update,
-                                    wanted, losses)
+                                    wanted, losses, skip_first_tokens)
             index = torch.as_tensor(missing)
             if losses:
                 loss[index] = fresh.loss
             for layer in wanted:
                 entropy[layer][index] = fresh.layer_entropy[layer]
-            self.cache.store([token_ids[i] for i in missing], fresh.loss, fresh.layer_entropy, self.checksum)
+            self.cache.store([token_ids[i] for i in missing], fresh.loss, fresh.layer_entropy, self.checksum,
+                             skip_first_tokens)
         return TextStatistics(layer_entropy=entropy, loss=loss, last_layer=last)
 
 
 def make_twins(m1, seed, n_twins: int = 1, device=None, m0=None, cache_dir: str | Path | None = None,
-               swap: bool = False) -> list[TwinProvider]:
+               swap: bool = False, initializer_range: float | None = None) -> list[TwinProvider]:
     """K = ``n_twins`` twin providers with seeds seed, seed + 1, ..., seed + K - 1 (each with its
-    own M0-cache entry; ``m0``, an already-built twin, only for K = 1)."""
+    own M0-cache entry; ``m0``, an already-built twin, only for K = 1; ``initializer_range``: the
+    twins' init std instead of the config's)."""
     n_twins = check_int("m0_twins", n_twins)
     if m0 is not None and n_twins > 1:
         raise ValueError("m0= gives one already-built twin; it cannot be combined with m0_twins > 1")
     first = check_seed(seed)
     if first + n_twins - 1 > MAX_SEED:
         raise ValueError(f"m0_seed + m0_twins - 1 must be at most 2**64 - 1, got {first} + {n_twins} - 1")
-    return [TwinProvider(m1, first + k, device=device, m0=m0, cache_dir=cache_dir, swap=swap) for k in range(n_twins)]
+    if m0 is None:
+        warn_if_gguf_init_unknown(m1, initializer_range)
+    return [TwinProvider(m1, first + k, device=device, m0=m0, cache_dir=cache_dir, swap=swap,
+                         initializer_range=initializer_range) for k in range(n_twins)]
 
 
 def twins_statistics(twins: Sequence[TwinProvider], token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
-                     progress: Progress | None = None, losses: bool = True) -> list[TextStatistics]:
+                     progress: Progress | None = None, losses: bool = True,
+                     skip_first_tokens: int = 0) -> list[TextStatistics]:
     """Each twin's per-text statistics, one twin after another. With K > 1 twins (or ``swap``)
     each twin is freed after its pass (its checksum kept), so at most one is resident beside M1;
     with ``swap`` M1 leaves the device once for all twins' turns."""
@@ -137,7 +149,7 @@ def twins_statistics(twins: Sequence[TwinProvider], token_ids, batch_size: int, 
             label = f"M0 seed {twin.seed}" + (f" (twin {k + 1}/{len(twins)})" if len(twins) > 1 else "")
             try:
                 out.append(twin._statistics(token_ids, batch_size, pad_id, layers,
-                                            None if progress is None else progress(label), losses))
+                                            None if progress is None else progress(label), losses, skip_first_tokens))
                 if free_each:
                     twin.checksum  # noqa: B018  (from the cache, or from M0 while it is resident)
             finally:

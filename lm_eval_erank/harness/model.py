@@ -12,7 +12,8 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from .._version import __version__
-from ..core.checks import check_bool, check_int, check_seed, parse_layers
+from ..core.checks import check_bool, check_int, check_positive_float, check_seed, parse_layers
+from ..core.collapse import warn_if_collapsed
 from ..core.exclusions import excluded_reason, warn_excluded, warn_truncated
 from ..core.m0_cache import DEFAULT_CACHE, check_writable, resolve_cache
 from ..core.measure import encode_texts, pad_token_id, pair_statistics
@@ -47,22 +48,32 @@ class ErankHFLM(HFLM):
         m0_twins: K (default 1), the number of random twins, seeds m0_seed .. m0_seed + K - 1,
             run one after another (one resident beside M1): every value involving M0 is the
             mean over twins, its stderr covers texts and twins, and erank_m0_twin_sd is reported.
+        skip_first_tokens: k (default 0, the paper's): leave the first k positions of every
+            erank text out of the eRank statistics (the losses keep them); a text needs k + 2
+            tokens. The first token can carry most of a middle layer's spread.
+        m0_initializer_range: the twins' init std instead of the config's initializer_range
+            (a GGUF file carries none: pass the published model's value).
 
     The loglikelihood and generation paths are HFLM's, untouched.
     """
 
-    OWN_ARGUMENTS = ("m0_seed", "m0_device", "m0_swap", "layers", "m0_cache", "losses", "m0_twins")
+    OWN_ARGUMENTS = ("m0_seed", "m0_device", "m0_swap", "layers", "m0_cache", "losses", "m0_twins",
+                     "skip_first_tokens", "m0_initializer_range")
     HF_ARGUMENTS = tuple(sorted(set(inspect.signature(HFLM.__init__).parameters) - {"self", "kwargs"}))
 
     def __init__(self, *args, m0_seed: int | str | None = None, m0_device: str | None = None,
                  m0_swap: bool | str = False, layers: str = "last", m0_cache: str | None = None,
-                 losses: bool | str = True, m0_twins: int | str = 1, **kwargs) -> None:
+                 losses: bool | str = True, m0_twins: int | str = 1, skip_first_tokens: int | str = 0,
+                 m0_initializer_range: float | str | None = None, **kwargs) -> None:
         # Everything that can be checked without the model, before the (slow) model load.
         self._check_argument_names(kwargs)
         seed = check_seed(torch.initial_seed() if m0_seed is None else m0_seed)
         n_twins = check_int("m0_twins", m0_twins, from_text=True)
         self.losses = check_bool("losses", losses, from_text=True)
         self.m0_swap = check_bool("m0_swap", m0_swap, from_text=True)
+        self.skip_first_tokens = check_int("skip_first_tokens", skip_first_tokens, 0, from_text=True)
+        initializer_range = check_positive_float("m0_initializer_range", m0_initializer_range, allow_none=True,
+                                                 from_text=True)
         if self.m0_swap and m0_device is not None:  # TwinProvider checks it too
             raise ValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
         cache_dir = resolve_cache(DEFAULT_CACHE if m0_cache is None else str(m0_cache))
@@ -83,11 +94,12 @@ class ErankHFLM(HFLM):
         check_twin_supported(self.model)
         self.layers = parse_layers(str(layers), num_layers(self.model))
         self._use_cpu_processes_as_data_parallel_ranks()
-        self.twins = make_twins(self.model, seed, n_twins, device=m0_device, cache_dir=cache_dir, swap=self.m0_swap)
+        self.twins = make_twins(self.model, seed, n_twins, device=m0_device, cache_dir=cache_dir, swap=self.m0_swap,
+                                initializer_range=initializer_range)
         self.twin = self.twins[0]
         self.erank_auto_batch_size: int | None = None
         if self.m0_swap:
-            check_twin_buildable(self.model)  # the architecture only: M0 is built when its turn comes
+            check_twin_buildable(self.model, initializer_range)  # the architecture only: M0 is built when its turn comes
             return
         # Built now, even when the cache may hold every result: a twin that cannot be built
         # (no memory, a config that does not re-instantiate) fails before any request runs.
@@ -172,7 +184,8 @@ class ErankHFLM(HFLM):
                            unit="doc") as bar:
             try:
                 result = pair_statistics(self.model, self.twins, ids, truncated, batch_size, pad_id,
-                                         self.layers, progress=bar, losses=self.losses)
+                                         self.layers, progress=bar, losses=self.losses,
+                                         skip_first_tokens=self.skip_first_tokens)
             except NonFiniteModelOutputError as err:
                 req = requests[err.text_index]
                 raise NonFiniteModelOutputError(
@@ -181,7 +194,10 @@ class ErankHFLM(HFLM):
         if (self.m0_swap or len(self.twins) > 1) and self.world_size > 1:  # twins were built in this pass
             self._check_same_m0_on_every_rank()
         rows = result.per_text()
-        warn_excluded([r.task_name for r in requests], [excluded_reason(row) for row in rows])
+        tasks = [r.task_name for r in requests]
+        warn_excluded(tasks, [excluded_reason(row, self.skip_first_tokens) for row in rows])
+        if self.rank == 0:
+            warn_if_collapsed(tasks, rows)
         return [{key: value for key, value in row.items() if key != "layers" or value} for row in rows]
 
     def _erank_batch_size(self, longest: int) -> int:
@@ -227,6 +243,8 @@ class ErankHFLM(HFLM):
                 "erank_dtype": str(self.model.dtype),
                 "erank_layers": list(self.layers),
                 "erank_losses": self.losses,
+                "erank_skip_first_tokens": self.skip_first_tokens,
+                "erank_m0_initializer_range": self.twin.initializer_range,
                 "erank_m0_swap": self.m0_swap,
                 "erank_last_layer": num_layers(self.model),
                 "erank_m0_cache": str(self.twin.cache.path) if self.twin.cache else None,
