@@ -8,8 +8,8 @@ entry points, ``import lm_eval_erank`` and the ``lm-eval-erank`` command call.
 3. :func:`register` (after ``lm_eval.evaluator`` or our task module; idempotent): lm-eval's
    built-in models and metrics first (its registries fill lazily only while empty, so
    registering first would hide ``--model hf`` and the built-in aggregations), then the metric
-   table, the models, steps 1-2 again, the error for models without our request types, and the
-   result writers.
+   table, the models, steps 1-2 again, the error for models without our request types, the
+   result writers and the run flags' checks (``flags``).
 
 Steps 1 and 2 import neither torch nor our model code, so ``lm_eval ls tasks`` and ``lm_eval
 validate`` stay as fast as without the plugin.
@@ -49,6 +49,7 @@ def patch_task_manager() -> None:
     internals.check_supported()
     internals.patch_task_manager(internals.task_manager_class(), add_paths=with_erank_task_dir,
                                  resolve=wrapping.resolve, expand=wrapping.expand)
+    internals.expose_task_manager_metadata()  # 0.4.10/0.4.11: --metadata for class-based tasks too
 
 
 def release_entry_point_placeholders() -> None:
@@ -79,8 +80,10 @@ def register() -> None:
     release_entry_point_placeholders()  # names lm-eval's entry-point loader reserved for us
     metrics.register()
     from . import model, multimodal_model  # noqa: F401  (importing registers hf-erank, hf-multimodal-erank)
+    from . import flags  # the run flags' checks and views (it needs the model classes)
 
     patch_task_manager()
     request_types.install()
     writers.install()
+    flags.install()
     _registered = True

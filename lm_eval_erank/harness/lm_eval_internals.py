@@ -35,6 +35,14 @@ CLI                                ``lm_eval._cli.HarnessCLI`` (``_parser``, ``_
 HFLM data-parallel ranks           ``_rank``, ``_world_size``, ``_device``: the same in all.
 ``apply_template``, wikitext       ``lm_eval.utils.apply_template``; the detokenizer of lm-eval's
                                    own ``wikitext`` task (``tasks.wikitext.preprocess_wikitext``).
+``simple_evaluate``                ``lm_eval.evaluator.simple_evaluate``, looked up there at call
+                                   time by the CLI and ``lm_eval.simple_evaluate``: the same in all.
+``print_writeout`` (--write_out)   bound by name in ``lm_eval.evaluator``; 0.4.10/0.4.11 print
+                                   every request of document 0, 0.4.12+ the first.
+sample loggers                     ``WandbLogger._generate_dataset`` in all; Trackio's
+                                   ``_sample_to_trace``: 0.4.12+.
+TaskManager ``metadata``           0.4.10/0.4.11 merge it into YAML tasks' configs only (exposed
+                                   while loading); 0.4.12+ into every task's (nothing to do).
 =================================  ==========================================================
 
 Nothing else in the package imports a private lm-eval module or writes to an lm-eval object
@@ -43,11 +51,13 @@ Nothing else in the package imports a private lm-eval module or writes to an lm-
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import importlib
 import importlib.metadata as md
 import importlib.util
+import inspect
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -294,6 +304,84 @@ def harness_cli(extra_help: str = ""):
     for parser in (cli._parser, cli._subparsers.choices["run"]):
         parser.epilog = f"{parser.epilog or ''}\n{extra_help}"
     return cli
+
+
+# ---- the evaluator's entry and write-out, the sample loggers ---------------------------------
+
+def check_evaluation_arguments(check: Callable[[dict], None]) -> None:
+    """``check(arguments)`` runs first in every ``lm_eval.evaluator.simple_evaluate`` call
+    (``arguments``: every parameter by name, defaults filled in). lm-eval's CLI (``run``) calls
+    it with its flags after it has matched the task names and before the model is created; the
+    package namespace's ``lm_eval.simple_evaluate`` looks it up there at call time."""
+    import lm_eval.evaluator as evaluator
+
+    def checking_first(simple_evaluate):
+        signature = inspect.signature(simple_evaluate)
+
+        @functools.wraps(simple_evaluate)
+        def checked(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            check(dict(bound.arguments))
+            return simple_evaluate(*args, **kwargs)
+
+        return checked
+
+    patch_method(evaluator, "simple_evaluate", checking_first)
+
+
+def writeout_requests_apart(is_extra: Callable[[Any], bool]) -> None:
+    """``--write_out`` (``evaluator.print_writeout(task)``, bound by name) prints a task's first
+    request of document 0: for a task that also sends requests ``is_extra`` selects, it prints
+    the first of the task's own (what the standard task prints), then the first extra one."""
+    import lm_eval.evaluator as evaluator
+
+    def own_first(print_writeout):
+        @functools.wraps(print_writeout)
+        def print_own_then_extra(task):
+            instances = task._instances or []
+            extra = [i for i in instances if is_extra(i)]
+            if not extra:
+                return print_writeout(task)
+            try:
+                for part in ([i for i in instances if not is_extra(i)], extra):
+                    task._instances = part
+                    print_writeout(task)
+            finally:
+                task._instances = instances
+
+        return print_own_then_extra
+
+    patch_method(evaluator, "print_writeout", own_first)
+
+
+def sample_loggers_read(sample_view: Callable[[dict], dict],
+                        metric_list_view: Callable[[list[dict], list[dict]], list[dict]]) -> None:
+    """lm-eval's W&B logger builds a task's sample table (``WandbLogger._generate_dataset(samples,
+    task_config)``) from ``sample_view(sample)`` of each sample and the columns
+    ``metric_list_view(metric_list, samples)``; Trackio's (0.4.12+: ``_sample_to_trace``, per
+    sample) from ``sample_view(sample)``. Their samples artifacts keep the samples whole."""
+    from lm_eval.loggers import wandb_logger
+
+    def viewing_table(generate_dataset):
+        @functools.wraps(generate_dataset)
+        def _generate_dataset(self, data, config):
+            if "metric_list" in config:
+                config = {**config, "metric_list": metric_list_view(config["metric_list"], data)}
+            return generate_dataset(self, [sample_view(sample) for sample in data], config)
+
+        return _generate_dataset
+
+    def viewing_trace(sample_to_trace):
+        @functools.wraps(sample_to_trace)
+        def _sample_to_trace(trackio_module, sample, *args, **kwargs):
+            return sample_to_trace(trackio_module, sample_view(sample), *args, **kwargs)
+
+        return _sample_to_trace
+
+    patch_method(wandb_logger.WandbLogger, "_generate_dataset", viewing_table)
+    if importlib.util.find_spec("lm_eval.loggers.trackio_logger") is not None:
+        patch_method(importlib.import_module("lm_eval.loggers.trackio_logger"), "_sample_to_trace", viewing_trace)
 
 
 # ---- tasks ------------------------------------------------------------------------------------
@@ -543,6 +631,43 @@ def patch_task_manager(manager_cls, add_paths: Callable, resolve: Callable, expa
     patch_method(manager_cls, "_get_config", make_get_config)
     patch_method(manager_cls, "_name_is_registered", make_registered)
     install_function_import_fallback()
+
+
+_MANAGER_METADATA: contextvars.ContextVar[dict | None] = contextvars.ContextVar("erank_manager_metadata", default=None)
+
+
+def expose_task_manager_metadata() -> None:
+    """0.4.10/0.4.11: a TaskManager merges its ``metadata`` (``--metadata`` and the model
+    arguments) into YAML tasks' configs only, not into class-based tasks' (every erank task);
+    while it loads tasks, :func:`with_task_manager_metadata` has it. 0.4.12+ merge it into every
+    task's config themselves: nothing to do."""
+    manager_cls = task_manager_class()
+    if hasattr(manager_cls, "_entry"):
+        return
+
+    def exposing(load):
+        @functools.wraps(load)
+        def _load_individual_task_or_group(self, *args, **kwargs):
+            token = _MANAGER_METADATA.set(self.metadata)
+            try:
+                return load(self, *args, **kwargs)
+            finally:
+                _MANAGER_METADATA.reset(token)
+
+        return _load_individual_task_or_group
+
+    patch_method(manager_cls, "_load_individual_task_or_group", exposing)
+
+
+def with_task_manager_metadata(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the loading TaskManager's metadata merged in as lm-eval merges it into a
+    YAML task's (the manager's keys win); ``config`` itself when there is none to merge."""
+    metadata = _MANAGER_METADATA.get()
+    if not metadata:
+        return config
+    own = config.get("metadata")
+    own = own if isinstance(own, dict) else {} if own is None else {"_metadata": own}
+    return {**config, "metadata": own | metadata}
 
 
 def pattern_match(patterns: list[str], names: list[str]) -> list[str]:

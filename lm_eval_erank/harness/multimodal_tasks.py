@@ -47,7 +47,7 @@ class MultimodalErankTask(ConfigurableTask):
     (text, image source, options) and reports eRank1..5 and the two alignment scores."""
 
     def __init__(self, config: dict[str, Any] | None = None, **kwargs) -> None:
-        config = dict(config or {})
+        config = dict(internals.with_task_manager_metadata(config or {}))
         self._image_source = config.get("mm_image", "image")
         self._text_source = config.get("mm_text", "text")
         self.image_root = config.get("mm_image_root")
@@ -56,6 +56,7 @@ class MultimodalErankTask(ConfigurableTask):
         config.setdefault("doc_to_text", "")
         config.setdefault("doc_to_target", "")
         config["metric_list"] = metric_list_entries(MULTIMODAL_METRICS)
+        self.reports_erank_metrics = True
         super().__init__(config={k: v for k, v in config.items() if k not in _OWN_KEYS}, **kwargs)
 
     def mm_text(self, doc: dict) -> str:
@@ -93,8 +94,14 @@ class MultimodalErankTask(ConfigurableTask):
             )
         ]
 
+    def override_metric(self, metric_name: str) -> None:
+        """The task reports ``metric_name`` alone (``--predict_only``: ``bypass``); the entropies
+        stay in each logged sample's response."""
+        super().override_metric(metric_name)
+        self.reports_erank_metrics = False
+
     def process_results(self, doc: dict, results: list) -> dict:
-        return mm.per_sample_values(results[-1])
+        return mm.per_sample_values(results[-1]) if self.reports_erank_metrics else {}
 
 
 # ---- helpers of the shipped tasks ------------------------------------------------------------

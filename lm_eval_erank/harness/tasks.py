@@ -103,10 +103,11 @@ class ErankTask(ConfigurableTask):
     """A ConfigurableTask whose documents also yield an ``erank`` request (the gold text)."""
 
     def __init__(self, config: dict[str, Any] | None = None, **kwargs) -> None:
-        merged = merged_config(config or {})
+        merged = merged_config(internals.with_task_manager_metadata(config or {}))
         self._erank_text_fn = merged.get("erank_text")
         self.erank_only = bool(merged.get("erank_only", False))
         self._warned_no_target = False
+        self.reports_erank_metrics = True
         super().__init__(config={k: v for k, v in merged.items() if k not in _OWN_KEYS}, **kwargs)
         if self._erank_text_fn is None and self.erank_only:
             raise ValueError(f"task {self.config.task}: erank_only needs erank_text (the text of each document)")
@@ -233,9 +234,17 @@ class ErankTask(ConfigurableTask):
     def higher_is_better(self) -> dict:
         return _LayerMetrics(super().higher_is_better())
 
+    def override_metric(self, metric_name: str) -> None:
+        """The task reports ``metric_name`` alone (lm-eval's ``--predict_only`` overrides with
+        ``bypass``), exactly as the standard task then does: the eRank values become no per-doc
+        metrics, and each logged sample keeps them in its ``erank_response``."""
+        super().override_metric(metric_name)
+        self.reports_erank_metrics = False
+
     def process_results(self, doc: dict, results: list) -> dict:
         metrics = super().process_results(doc, results[:-1]) if len(results) > 1 else {}
-        metrics.update(per_document_values(results[-1]))
+        if self.reports_erank_metrics:
+            metrics.update(per_document_values(results[-1]))
         return metrics
 
 

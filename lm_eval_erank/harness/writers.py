@@ -2,8 +2,8 @@
 
 - The writers finish their file before a Ctrl-C takes effect, so an interrupted run leaves no
   truncated output file.
-- Each logged sample of an erank task gets the ``erank`` response as JSON (``erank_response``):
-  lm-eval writes every raw response as its Python repr string.
+- Each logged sample of an erank task gets the ``erank`` (or ``erank_multimodal``) response as
+  JSON (``erank_response``): lm-eval writes every raw response as its Python repr string.
 - ``--output_path`` is checked when lm-eval's ``EvaluationTracker`` is created, before any task
   or model loads: lm-eval itself finds an unwritable path only after the whole evaluation, and
   then merely logs a warning and writes nothing.
@@ -38,11 +38,17 @@ def interrupts_deferred():
         raise KeyboardInterrupt
 
 
+# Keys only our responses have: ``erank`` (entropy_m1) and ``erank_multimodal`` (entropy1). A
+# literal, not core.alignment's ENTROPY_KEYS: that module imports torch, this one must not.
+RESPONSE_MARKERS = ("entropy_m1", "entropy1")
+
+
 def erank_response(sample: dict) -> dict | None:
-    """The ``erank`` request's response among a logged sample's ``resps`` (None if it has none)."""
+    """The ``erank`` or ``erank_multimodal`` request's response among a logged sample's ``resps``
+    (None if it has none)."""
     for responses in sample.get("resps") or []:
         for response in responses if isinstance(responses, (list, tuple)) else [responses]:
-            if isinstance(response, dict) and "entropy_m1" in response:
+            if isinstance(response, dict) and any(key in response for key in RESPONSE_MARKERS):
                 return response
     return None
 
