@@ -45,7 +45,8 @@ def test_no_warning_where_the_twin_is_the_higher_or_within_the_errors(caplog):
     tasks = ["a"] * len(higher) + ["b"] * len(within)
     with caplog.at_level(logging.WARNING, logger="lm_eval.erank"):
         assert warn_if_collapsed(tasks, higher + within) == []
-    assert not [r for r in caplog.records if "random twin" in r.getMessage()]
+    # the collapse logger only: another test of the worker may have set lm_eval.erank.twin to INFO
+    assert not [r.getMessage() for r in caplog.records if r.name == "lm_eval.erank.collapse"]
 
 
 def test_k_twins_and_excluded_texts():
@@ -77,4 +78,5 @@ def test_hf_erank_stays_silent_where_the_twin_is_the_higher(tiny_models, caplog)
     e0 = math.exp(np.mean([r["entropy_m0"] for r in rows]))
     e1 = math.exp(np.mean([r["entropy_m1"] for r in rows]))
     assert e0 > e1  # the premise: the twin is the high-rank one here
-    assert not [r for r in caplog.records if "random twin" in r.getMessage()]
+    # the collapse logger only: another test of the worker may have set lm_eval.erank.twin to INFO
+    assert not [r.getMessage() for r in caplog.records if r.name == "lm_eval.erank.collapse"]
