@@ -139,3 +139,16 @@ def test_hh_rlhf_is_sampled_by_default_and_all_on_request(study):
     assert script.parse_args([]).sample == {"hh_rlhf": 400}
     assert script.parse_args(["--sample", "hh_rlhf=all"]).sample == {}
     assert script.parse_args(["--sample", "dolly=10"]).sample == {"hh_rlhf": 400, "dolly": 10}
+
+
+def test_the_readme_shows_the_committed_real_model_table():
+    """README "Real models" is docs/real/table.md as scripts/real_models.py wrote it, and the cost row
+    is summary.json's."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Real models", 1)[1].split("\n## ", 1)[0]
+    assert (root / "docs" / "real" / "table.md").read_text(encoding="utf-8").strip() in section
+    cost = json.loads((root / "docs" / "real" / "summary.json").read_text())["cost"]["SmolLM2-135M-Instruct"]
+    assert f"{cost['ratio_wall']:.2f}x wall, {cost['ratio_cpu']:.2f}x CPU" in readme
