@@ -89,6 +89,10 @@ def fake_hub(m1_dir, step0, tmp_path, monkeypatch) -> str:
         (repository / "refs").mkdir(exist_ok=True)
         (repository / "refs" / revision).write_text(commit)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    import transformers.utils.hub
+
+    if hasattr(transformers.utils.hub, "TRANSFORMERS_CACHE"):  # transformers 4.x reads its own copy
+        monkeypatch.setattr(transformers.utils.hub, "TRANSFORMERS_CACHE", str(tmp_path / "hub"))
     return HUB_NAME
 
 
