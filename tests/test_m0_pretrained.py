@@ -169,7 +169,7 @@ def test_erank_m0_equals_a_float64_computation_on_the_step0_directory(runs, load
 
 
 def test_the_results_config_records_the_checkpoint_and_its_weights(runs, step0, loaded):
-    first, second, (first_lm, _), *_ = runs
+    first, second, *_ = runs
     model, _, step0_model = loaded
     config = first["config"]
     assert config["erank_m0_pretrained"] == str(step0) and config["erank_m0_revision"] is None
