@@ -13,9 +13,9 @@ precision is in ``trainer.state.log_history`` and :attr:`DiffErankCallback.histo
 Trainer's console rounds what it prints).
 
 M0 does not change during training: its side (a random twin of the model's config; each of
-the K twins in turn) is computed once per run, on the first evaluation, then freed; with the M0
-cache (``m0_cache``, on by default like the harness and ``diff_erank``) a restarted or second
-run reads it from disk instead. Every later evaluation costs one M1 pass over the texts. Each
+the K twins in turn; or the checkpoint ``m0_pretrained`` names) is computed once per run, on
+the first evaluation, then freed; with the M0 cache (``m0_cache``, on by default like the
+harness and ``diff_erank``) a restarted or second run reads it from disk instead. Every later evaluation costs one M1 pass over the texts. Each
 evaluation shows a progress bar (cleared when done) and then one line with its values and its
 duration (``progress=False``: silent). Runs on the main process only; the model must be whole
 there (single process or DDP, not FSDP/ZeRO-3 sharding).
@@ -31,30 +31,33 @@ import torch
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
-from .core.checks import (check_bool, check_int, check_model, check_positive_float, check_seed, check_texts,
-                          check_tokenizer, parse_layers)
+from .core.checks import (check_bool, check_int, check_m0_pretrained, check_model, check_positive_float, check_seed,
+                          check_texts, check_tokenizer, parse_layers)
 from .core.m0_cache import DEFAULT_CACHE, check_writable, resolve_cache
 from .core.measure import DEFAULT_M0_SEED, default_max_length, encode_texts, pad_token_id
 from .core.metrics import TABLE
+from .core.pretrained_m0 import PretrainedM0, check_same_architecture
 from .core.progress import Progress, text_progress
 from .core.representations import TextStatistics, num_layers, text_statistics
 from .core.result import DiffErankResult, combine
-from .core.twin import warn_if_gguf_init_unknown
-from .core.twin_provider import TwinProvider, twins_statistics
+from .core.twin_provider import make_twins, twins_statistics
 
 
 class DiffErankCallback(TrainerCallback):
     def __init__(self, trainer, texts: Sequence[str], every_n_steps: int = 500, *, tokenizer=None,
-                 m0_seed: int = DEFAULT_M0_SEED, layers="last", batch_size: int = 16, max_length: int | None = None,
+                 m0_seed: int | None = None, layers="last", batch_size: int = 16, max_length: int | None = None,
                  prefix: str = "erank/", at_start: bool = True, losses: bool = True, m0_twins: int = 1,
                  m0_cache: str | Path | None = DEFAULT_CACHE, progress: bool = True, skip_first_tokens: int = 0,
-                 m0_initializer_range: float | None = None):
+                 m0_initializer_range: float | None = None, m0_pretrained: str | Path | None = None,
+                 m0_revision: str | None = None):
         """``texts``: the held-out texts (a sequence of strings); ``tokenizer``: default the
         Trainer's (``processing_class``/``tokenizer``); ``m0_cache``: M0's results cache
         directory (default the harness's, ``$LM_EVAL_ERANK_CACHE`` or ``~/.cache/lm_eval_erank/m0``;
-        None or ``"off"``: none); ``progress``: a bar and a line per evaluation; the other options
-        as in ``diff_erank``. Arguments are checked here, against ``trainer.model``, not at the
-        first evaluation.
+        None or ``"off"``: none); ``progress``: a bar and a line per evaluation; ``m0_pretrained``
+        (and ``m0_revision``): load M0 from that checkpoint, e.g. the run's own step-0 save, instead
+        of drawing a twin; the other options as in ``diff_erank`` (``m0_seed`` default 1234).
+        Arguments are checked here, against ``trainer.model`` (a pretrained M0's architecture too),
+        not at the first evaluation.
 
         >>> callback = DiffErankCallback(trainer, ["A held-out text.", "Another one."], every_n_steps=10)
         >>> callback.every_n_steps, callback.texts[0]
@@ -64,10 +67,14 @@ class DiffErankCallback(TrainerCallback):
         self.texts = check_texts(texts, "texts (the held-out texts)")
         batch_size = check_int("batch_size", batch_size)
         max_length = check_int("max_length", max_length, allow_none=True)
-        m0_seed = check_seed(m0_seed)
         losses, self.progress = check_bool("losses", losses), check_bool("progress", progress)
         self.skip_first_tokens = check_int("skip_first_tokens", skip_first_tokens, 0)
         self.m0_initializer_range = check_positive_float("m0_initializer_range", m0_initializer_range, allow_none=True)
+        self.m0_twins = check_int("m0_twins", m0_twins)
+        source = check_m0_pretrained(m0_pretrained, m0_revision, m0_seed=m0_seed, m0_twins=self.m0_twins,
+                                     m0_initializer_range=self.m0_initializer_range)
+        self.m0_pretrained = None if source is None else PretrainedM0(*source)
+        m0_seed = None if source is not None else check_seed(DEFAULT_M0_SEED if m0_seed is None else m0_seed)
         self.m0_cache = resolve_cache(m0_cache)
         if self.m0_cache is not None:
             check_writable(self.m0_cache)  # now, not at the first evaluation
@@ -77,6 +84,8 @@ class DiffErankCallback(TrainerCallback):
         if model is not None:  # else checked at the first evaluation, against the model given there
             check_model(model)
             parse_layers(layers, num_layers(model))
+            if self.m0_pretrained is not None:
+                check_same_architecture(model, self.m0_pretrained)
         self.trainer = trainer
         self.tokenizer = tokenizer or getattr(trainer, "processing_class", None) or getattr(trainer, "tokenizer", None)
         if self.tokenizer is None:
@@ -85,9 +94,8 @@ class DiffErankCallback(TrainerCallback):
         self.m0_seed, self.layers_spec, self.batch_size = m0_seed, layers, batch_size
         self.max_length, self.prefix, self.at_start = max_length, prefix, at_start
         self.losses = losses
-        self.m0_twins = check_int("m0_twins", m0_twins)
         self._m0: list[TextStatistics] | None = None
-        self._m0_seeds: list[int] = []
+        self._m0_seeds: list[int | None] = []
         self._m0_checksums: list[str] = []
         self._m0_cache_hits = 0
         self.history: list[tuple[int, dict]] = []
@@ -119,8 +127,9 @@ class DiffErankCallback(TrainerCallback):
         logs = {f"{self.prefix}{k}": summary[k] for k in keys if summary.get(k) is not None}
         self.history.append((state.global_step, logs))
         if self.progress:
+            what = f"{self.m0_twins} twin(s)" if self.m0_pretrained is None else self.m0_pretrained.describe()
             m0 = ("M0 kept from the first evaluation" if m0_was_known else
-                  f"M0 now: {self.m0_twins} twin(s), {self._m0_cache_hits} of {self.m0_twins * len(self.texts)} "
+                  f"M0 now: {what}, {self._m0_cache_hits} of {self.m0_twins * len(self.texts)} "
                   "texts from the M0 cache")
             tqdm.write(f"DiffErankCallback, step {state.global_step}: diff_erank {summary['diff_erank']!r}, erank_m1 "
                        f"{summary['erank_m1']!r}; {len(self.texts)} texts in {time.perf_counter() - start:.1f} s ({m0})")
@@ -137,9 +146,8 @@ class DiffErankCallback(TrainerCallback):
         ids, truncated = encode_texts(self.tokenizer, self.texts, self.max_length or default_max_length(model))
         pad_id = pad_token_id(self.tokenizer)
         if self._m0 is None:
-            warn_if_gguf_init_unknown(model, self.m0_initializer_range)
-            twins = [TwinProvider(model, self.m0_seed + k, cache_dir=self.m0_cache,
-                                  initializer_range=self.m0_initializer_range) for k in range(self.m0_twins)]
+            twins = make_twins(model, self.m0_seed, self.m0_twins, cache_dir=self.m0_cache,
+                               initializer_range=self.m0_initializer_range, pretrained=self.m0_pretrained)
             self._m0 = twins_statistics(twins, ids, self.batch_size, pad_id, layers, progress, losses=self.losses,
                                         skip_first_tokens=self.skip_first_tokens)
             self._m0_seeds = [t.seed for t in twins]

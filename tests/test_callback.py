@@ -48,13 +48,13 @@ def test_callback_logs_every_n_steps_and_computes_m0_once(tiny_models, tmp_path,
     trainer = Trainer(model=model, args=args, train_dataset=_Texts(tok, example.gold_texts()),
                       data_collator=_collate(tok.pad_token_id), processing_class=tok)
     m0_builds = []
-    real_provider = callback_module.TwinProvider
+    real_make_twins = callback_module.make_twins
 
-    def counting_provider(*a, **k):
+    def counting_make_twins(*a, **k):
         m0_builds.append(1)
-        return real_provider(*a, **k)
+        return real_make_twins(*a, **k)
 
-    monkeypatch.setattr(callback_module, "TwinProvider", counting_provider)
+    monkeypatch.setattr(callback_module, "make_twins", counting_make_twins)
     cb = DiffErankCallback(trainer, HELD_OUT, every_n_steps=3, m0_seed=11, layers="all")
     trainer.add_callback(cb)
     trainer.train()

@@ -1,8 +1,9 @@
 """On-disk cache of the random twin's per-text results (JSON, no pickle; no lm-eval).
 
 M0's per-text entropies and losses depend only on the architecture and initialisation fields of
-the config, the seed, the dtype, the device type, the token ids, the requested layers and the
-library versions; the key (:func:`model_key`) holds exactly these.
+the config, the seed (for an M0 loaded with ``m0_pretrained``: the checksum of its weights
+instead), the dtype, the device type, the token ids, the requested layers and the library
+versions; the key (:func:`model_key`) holds exactly these.
 Fields that only name the checkpoint or steer a forward we do not make (``_name_or_path``,
 ``use_cache``, which ``transformers.Trainer`` turns off in every checkpoint it saves, the output
 flags, ``architectures``, the GGUF ``quantization_config``, ...) are left out. A sweep over
@@ -98,15 +99,18 @@ def resolve_cache(m0_cache) -> Path | None:
     return Path(m0_cache).expanduser()
 
 
-def model_key(config, seed: int, dtype: torch.dtype, device_type: str) -> dict:
+def model_key(config, seed: int | None, dtype: torch.dtype, device_type: str, weights: str | None = None) -> dict:
     """What decides M0's outputs apart from the texts: the config's architecture and
-    initialisation fields (every field but :data:`RUNTIME_ONLY_FIELDS`), the seed, dtype, device
-    type and library versions. (The attention implementation is not keyed: eager and SDPA
-    differ by float round-off, as batch compositions do.)"""
+    initialisation fields (every field but :data:`RUNTIME_ONLY_FIELDS`), the seed of a random
+    twin or, for an M0 loaded from a checkpoint (``seed`` None), ``weights``, the checksum of its
+    weights, then the dtype, device type and library versions. (The attention implementation is
+    not keyed: eager and SDPA differ by float round-off, as batch compositions do.)"""
+    if (seed is None) == (weights is None):
+        raise ValueError("model_key needs either a twin's seed or a loaded M0's weights checksum, not both")
     return {
         "key_version": KEY_VERSION,
         "architecture": _architecture(config.to_dict()),
-        "seed": int(seed),
+        **({"seed": int(seed)} if weights is None else {"weights": weights}),
         "dtype": str(dtype),
         "device_type": device_type,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "lm_eval_erank": __version__},

@@ -7,9 +7,10 @@ function users call (``diff_erank``) and the one path the harness and the callba
     result.diff_erank(), result.reduced_loss(), result.per_text()[0]
 
 ``model`` is an already-loaded transformers causal LM (M1); M0 is its random twin (built
-from its config, or passed in). Per text: the entropy of chosen hidden states and the mean
-token loss under both models; over the texts: both eRank aggregations, Diff-eRank, the
-ratio, the reduced loss and the counts (see README "Reported metrics").
+from its config, or passed in), or its true initial state loaded with ``m0_pretrained``. Per
+text: the entropy of chosen hidden states and the mean token loss under both models; over the
+texts: both eRank aggregations, Diff-eRank, the ratio, the reduced loss and the counts (see
+README "Reported metrics").
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .checks import check_bool, check_int, check_model, check_positive_float, check_texts, check_tokenizer, parse_layers
+from .checks import (check_bool, check_int, check_m0_pretrained, check_model, check_positive_float, check_texts,
+                     check_tokenizer, parse_layers)
 from .m0_cache import DEFAULT_CACHE, resolve_cache
 from .representations import num_layers, text_statistics
-from .result import DiffErankResult, combine
+from .pretrained_m0 import PretrainedM0
 from .progress import Progress, text_progress
+from .result import DiffErankResult, combine
 from .twin_provider import TwinProvider, make_twins, twins_statistics
 
 # M0's seed when none is given: lm-eval's default torch seed (``--seed``), which is what the
@@ -87,7 +90,7 @@ def diff_erank(
     tokenizer,
     texts: Sequence[str],
     *,
-    m0_seed: int = DEFAULT_M0_SEED,
+    m0_seed: int | None = None,
     m0=None,
     m0_device=None,
     layers="last",
@@ -100,6 +103,8 @@ def diff_erank(
     progress: bool = True,
     skip_first_tokens: int = 0,
     m0_initializer_range: float | None = None,
+    m0_pretrained: str | Path | None = None,
+    m0_revision: str | None = None,
 ) -> DiffErankResult:
     """Diff-eRank of an already-loaded causal LM on ``texts``.
 
@@ -108,7 +113,7 @@ def diff_erank(
         tokenizer: its tokenizer (default special tokens are added, as the paper does).
         texts: a sequence of strings (not one string); each is cut to ``max_length`` tokens
             (default: the config's ``max_position_embeddings``/``n_positions``).
-        m0_seed: seed of the random twin M0 (ignored when ``m0`` is given); default 1234,
+        m0_seed: seed of the random twin M0 (ignored when ``m0`` is given); default (None) 1234,
             the harness's default (lm-eval's ``--seed``), so both give the same M0; with
             ``m0_twins=K`` the twins' seeds are m0_seed, ..., m0_seed + K - 1.
         m0: an already-built twin to reuse (e.g. across calls); default: built from the config.
@@ -129,6 +134,12 @@ def diff_erank(
             negative"). A text needs k + 2 tokens for an eRank.
         m0_initializer_range: the twins' init std instead of the config's ``initializer_range``
             (e.g. the published value of a model loaded from a GGUF file, whose metadata has none).
+        m0_pretrained: a hub name or directory to load M0 from instead of drawing a twin (the
+            model's true initial state, e.g. Pythia's step-0 checkpoint), with ``m0_revision``
+            (e.g. ``"step0"``): ``type(model).from_pretrained`` in M1's dtype, on ``m0_device``. It
+            must have M1's architecture (same model type, every parameter name and shape), checked
+            before any forward; not with ``m0``, ``m0_seed``, ``m0_twins`` > 1 or
+            ``m0_initializer_range``. Its M0-cache entry is keyed by its weights' checksum.
 
     Raises TypeError/ValueError naming the argument for input it cannot use (e.g. a single
     string as ``texts``, an empty list, a layer outside [0, L]), before any forward.
@@ -148,13 +159,17 @@ def diff_erank(
     progress = check_bool("progress", progress)
     skip_first_tokens = check_int("skip_first_tokens", skip_first_tokens, 0)
     m0_initializer_range = check_positive_float("m0_initializer_range", m0_initializer_range, allow_none=True)
+    source = check_m0_pretrained(m0_pretrained, m0_revision, m0_seed=m0_seed, m0_twins=m0_twins,
+                                 m0_initializer_range=m0_initializer_range, m0=m0)
     cache_dir = _check_twin_source(m0, m0_cache)
     was_training = model.training
     model.eval()
     try:
         wanted = parse_layers(layers, num_layers(model))
-        twins = make_twins(model, m0_seed, m0_twins, device=m0_device, m0=m0, cache_dir=cache_dir,
-                           initializer_range=m0_initializer_range)
+        pretrained = None if source is None else PretrainedM0(*source)
+        seed = None if pretrained is not None else DEFAULT_M0_SEED if m0_seed is None else m0_seed
+        twins = make_twins(model, seed, m0_twins, device=m0_device, m0=m0, cache_dir=cache_dir,
+                           initializer_range=m0_initializer_range, pretrained=pretrained)
         ids, truncated = encode_texts(tokenizer, texts, max_length or default_max_length(model), add_bos_token)
         with text_progress(len(ids), "Diff-eRank", enabled=progress) as bar:
             return pair_statistics(model, twins, ids, truncated, batch_size, pad_token_id(tokenizer), wanted,

@@ -27,7 +27,8 @@ class DiffErankResult:
     for one twin and (K, n_texts) for K twins (seed order); ``loss_m1`` (n_texts,) and
     ``loss_m0`` ((n_texts,) or (K, n_texts)) are mean token losses, None when not computed
     (``losses=False``: then the loss metrics are left out of ``summary`` and ``per_text``).
-    ``m0_seed`` / ``m0_checksum`` are the first twin's; ``m0_seeds`` / ``m0_checksums`` every twin's.
+    ``m0_seed`` / ``m0_checksum`` are the first twin's; ``m0_seeds`` / ``m0_checksums`` every twin's
+    (the seed is None for an M0 loaded with ``m0_pretrained``; the checksum is of M0's weights).
 
     With K twins every value that involves M0 is the mean over twins of the single-twin value
     (:meth:`twin`), over the texts defined under M1 and every twin; ``erank_m1`` is unchanged.
@@ -44,9 +45,9 @@ class DiffErankResult:
     n_tokens: list[int]
     truncated: list[bool]
     last_layer: int
-    m0_seed: int
+    m0_seed: int | None
     m0_checksum: str
-    m0_seeds: tuple[int, ...] = field(default=())
+    m0_seeds: tuple[int | None, ...] = field(default=())
     m0_checksums: tuple[str | None, ...] = field(default=())
 
     def __post_init__(self):
@@ -186,7 +187,7 @@ for _spec in metrics.TABLE:
 
 
 def combine(s1: TextStatistics, s0: TextStatistics | Sequence[TextStatistics], token_ids, truncated,
-            m0_seed: int | Sequence[int], m0_checksum: str | Sequence[str | None]) -> DiffErankResult:
+            m0_seed: int | None | Sequence[int | None], m0_checksum: str | Sequence[str | None]) -> DiffErankResult:
     """The result object from M1's and M0's per-text statistics over the same texts; ``s0``,
     ``m0_seed`` and ``m0_checksum`` are one twin's or sequences with one entry per twin."""
     if isinstance(s0, TextStatistics):

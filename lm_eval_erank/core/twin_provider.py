@@ -1,5 +1,6 @@
-"""M0's side of a measurement: the K random twins of one M1, built on first use (or given),
-their per-text statistics read from and written to M0's results cache (no lm-eval).
+"""M0's side of a measurement: the K random twins of one M1, built on first use (or given), or
+one M0 loaded from a checkpoint (``pretrained``), their per-text statistics read from and
+written to M0's results cache (no lm-eval).
 
 Twin k has seed ``m0_seed + k``; with K > 1 twins (or ``swap``) each is freed after its pass,
 so at most one twin is resident beside M1.
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from .checks import MAX_SEED, check_int, check_seed
-from .m0_cache import M0Cache, model_key
+from .checks import MAX_SEED, check_int, check_m0_pretrained, check_seed
+from .m0_cache import M0Cache, check_writable, model_key
+from .pretrained_m0 import PretrainedM0, check_same_architecture, load_pretrained_m0
 from .progress import Progress
 from .representations import TextStatistics, num_layers, text_statistics
 from .twin import (build_random_twin, model_device, off_device, parameter_checksum, spans_devices, twin_config,
@@ -27,26 +29,45 @@ logger = logging.getLogger("lm_eval.erank.twins")
 class TwinProvider:
     """M0 for one M1, built on first use (or given), with an optional on-disk results cache.
 
+    ``pretrained`` (a :class:`~lm_eval_erank.core.pretrained_m0.PretrainedM0`, with ``seed`` None):
+    M0 is loaded from that checkpoint instead of drawn, on first use; its cache entry is keyed by
+    its config and the checksum of its weights, so it is opened once M0 has been loaded.
+
     ``swap=True``: M1 and M0 take turns on M1's device. :meth:`statistics` moves M1 to the CPU,
     builds M0 where M1 was, runs it, frees it and moves M1 back (peak: one model resident).
     """
 
-    def __init__(self, m1, seed: int, device=None, m0=None, cache_dir: str | Path | None = None,
-                 swap: bool = False, initializer_range: float | None = None):
+    def __init__(self, m1, seed: int | None, device=None, m0=None, cache_dir: str | Path | None = None,
+                 swap: bool = False, initializer_range: float | None = None, pretrained: PretrainedM0 | None = None):
         if swap and device is not None:
             raise ValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
         if swap and spans_devices(m1):
             raise ValueError("m0_swap=true needs M1 on one device; it cannot be combined with parallelize=True")
-        self.m1, self.seed, self.swap, self.initializer_range = m1, check_seed(seed), swap, initializer_range
+        if pretrained is not None:
+            check_m0_pretrained(pretrained.name, pretrained.revision, m0_seed=seed,
+                                m0_initializer_range=initializer_range, m0=m0)
+        else:
+            seed = check_seed(seed)
+        self.m1, self.seed, self.swap, self.initializer_range = m1, seed, swap, initializer_range
+        self.pretrained = pretrained
         self.device = model_device(m1) if swap else device  # captured now: M1 is on the CPU during M0's turn
         self._m0 = m0
         self._checksum = None
         self.cache = None
         self.cache_hits = 0  # texts of the last pass read from the cache
+        self._cache_dir = None  # a loaded M0's cache directory, until its entry is opened (its key needs M0's weights)
         if cache_dir is not None:
-            device_type = torch.device(device).type if device is not None else next(m1.parameters()).device.type
-            config = twin_config(m1, initializer_range)
-            self.cache = M0Cache(cache_dir, model_key(config, self.seed, m1.dtype, device_type))
+            self._device_type = torch.device(device).type if device is not None else next(m1.parameters()).device.type
+            if pretrained is not None:
+                self._cache_dir = check_writable(cache_dir)
+            else:
+                config = twin_config(m1, initializer_range)
+                self.cache = M0Cache(cache_dir, model_key(config, self.seed, m1.dtype, self._device_type))
+
+    @property
+    def label(self) -> str:
+        """How progress bars and log lines name this M0: ``M0 seed 1234`` or ``M0 NAME@REVISION``."""
+        return f"M0 seed {self.seed}" if self.pretrained is None else f"M0 {self.pretrained.describe()}"
 
     @property
     def built(self) -> bool:
@@ -55,9 +76,19 @@ class TwinProvider:
     @property
     def model(self):
         if self._m0 is None:
-            self._m0 = build_random_twin(self.m1, self.seed, device=self.device,
-                                         initializer_range=self.initializer_range)
+            if self.pretrained is not None:
+                self._m0 = load_pretrained_m0(self.m1, self.pretrained, device=self.device)
+            else:
+                self._m0 = build_random_twin(self.m1, self.seed, device=self.device,
+                                             initializer_range=self.initializer_range)
         return self._m0
+
+    def _open_cache(self) -> M0Cache | None:
+        """The cache entry, opened for a loaded M0 on first need (loading M0 for its checksum)."""
+        if self.cache is None and self._cache_dir is not None:
+            key = model_key(self.model.config, None, self.m1.dtype, self._device_type, weights=self.checksum)
+            self.cache = M0Cache(self._cache_dir, key)
+        return self.cache
 
     @property
     def checksum(self) -> str:
@@ -95,12 +126,12 @@ class TwinProvider:
                     update: Callable[[int], None] | None, losses: bool, skip_first_tokens: int) -> TextStatistics:
         last = num_layers(self.m1)
         wanted = sorted(set(layers) | {last})
-        if self.cache is None:
+        if self._open_cache() is None:
             return text_statistics(self.model, token_ids, batch_size, pad_id, "M0", update, wanted, losses,
                                    skip_first_tokens)
         loss, entropy, hit = self.cache.lookup(token_ids, wanted, losses, skip_first_tokens)
         self.cache_hits = int(hit.sum())
-        logger.info("erank: M0 seed %d: %d of %d texts' results from the M0 cache (%s)", self.seed, int(hit.sum()),
+        logger.info("erank: %s: %d of %d texts' results from the M0 cache (%s)", self.label, int(hit.sum()),
                     len(token_ids), self.cache.path)
         if update is not None:
             update(int(hit.sum()))
@@ -119,11 +150,19 @@ class TwinProvider:
 
 
 def make_twins(m1, seed, n_twins: int = 1, device=None, m0=None, cache_dir: str | Path | None = None,
-               swap: bool = False, initializer_range: float | None = None) -> list[TwinProvider]:
+               swap: bool = False, initializer_range: float | None = None,
+               pretrained: PretrainedM0 | None = None) -> list[TwinProvider]:
     """K = ``n_twins`` twin providers with seeds seed, seed + 1, ..., seed + K - 1 (each with its
     own M0-cache entry; ``m0``, an already-built twin, only for K = 1; ``initializer_range``: the
-    twins' init std instead of the config's)."""
+    twins' init std instead of the config's). With ``pretrained`` (``seed`` None, K = 1): one
+    provider loading M0 from that checkpoint, whose architecture is checked against M1's here,
+    before any forward (M0ArchitectureError)."""
     n_twins = check_int("m0_twins", n_twins)
+    if pretrained is not None:
+        check_m0_pretrained(pretrained.name, pretrained.revision, m0_seed=seed, m0_twins=n_twins,
+                            m0_initializer_range=initializer_range, m0=m0)
+        check_same_architecture(m1, pretrained)
+        return [TwinProvider(m1, None, device=device, cache_dir=cache_dir, swap=swap, pretrained=pretrained)]
     if m0 is not None and n_twins > 1:
         raise ValueError("m0= gives one already-built twin; it cannot be combined with m0_twins > 1")
     first = check_seed(seed)
@@ -146,7 +185,7 @@ def twins_statistics(twins: Sequence[TwinProvider], token_ids, batch_size: int, 
     out = []
     with off_device(twins[0].m1) if swap else contextlib.nullcontext():
         for k, twin in enumerate(twins):
-            label = f"M0 seed {twin.seed}" + (f" (twin {k + 1}/{len(twins)})" if len(twins) > 1 else "")
+            label = twin.label + (f" (twin {k + 1}/{len(twins)})" if len(twins) > 1 else "")
             try:
                 out.append(twin._statistics(token_ids, batch_size, pad_id, layers,
                                             None if progress is None else progress(label), losses, skip_first_tokens))

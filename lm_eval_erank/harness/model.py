@@ -1,4 +1,5 @@
-"""The ``hf-erank`` model: lm-eval's HFLM plus the random twin M0 and the ``erank`` request."""
+"""The ``hf-erank`` model: lm-eval's HFLM plus M0 (the random twin, or a loaded initial state)
+and the ``erank`` request."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from .._version import __version__
-from ..core.checks import check_bool, check_int, check_positive_float, check_seed, parse_layers
+from ..core.checks import check_bool, check_int, check_m0_pretrained, check_positive_float, check_seed, parse_layers
 from ..core.collapse import warn_if_collapsed
 from ..core.exclusions import excluded_reason, warn_excluded, warn_truncated
 from ..core.m0_cache import DEFAULT_CACHE, check_writable, resolve_cache
 from ..core.measure import encode_texts, pad_token_id, pair_statistics
+from ..core.pretrained_m0 import PretrainedM0
 from ..core.progress import text_progress
 from ..core.representations import NonFiniteModelOutputError, num_layers, text_statistics
 from ..core.twin import check_twin_buildable, check_twin_supported
@@ -53,27 +55,37 @@ class ErankHFLM(HFLM):
             tokens. The first token can carry most of a middle layer's spread.
         m0_initializer_range: the twins' init std instead of the config's initializer_range
             (a GGUF file carries none: pass the published model's value).
+        m0_pretrained: a hub name or directory to load M0 from instead of drawing a twin: the
+            model's true initial state (e.g. Pythia's step-0 checkpoint), in M1's dtype, on
+            m0_device (or M1's device; with m0_swap during M0's turn). It must have M1's
+            architecture (model type, every parameter name and shape), checked before any
+            request; not with m0_seed, m0_twins > 1 or m0_initializer_range.
+        m0_revision: the revision (branch, tag or commit) of m0_pretrained, e.g. step0.
 
     The loglikelihood and generation paths are HFLM's, untouched.
     """
 
     OWN_ARGUMENTS = ("m0_seed", "m0_device", "m0_swap", "layers", "m0_cache", "losses", "m0_twins",
-                     "skip_first_tokens", "m0_initializer_range")
+                     "skip_first_tokens", "m0_initializer_range", "m0_pretrained", "m0_revision")
     HF_ARGUMENTS = tuple(sorted(set(inspect.signature(HFLM.__init__).parameters) - {"self", "kwargs"}))
 
     def __init__(self, *args, m0_seed: int | str | None = None, m0_device: str | None = None,
                  m0_swap: bool | str = False, layers: str = "last", m0_cache: str | None = None,
                  losses: bool | str = True, m0_twins: int | str = 1, skip_first_tokens: int | str = 0,
-                 m0_initializer_range: float | str | None = None, **kwargs) -> None:
+                 m0_initializer_range: float | str | None = None, m0_pretrained: str | None = None,
+                 m0_revision: str | None = None, **kwargs) -> None:
         # Everything that can be checked without the model, before the (slow) model load.
         self._check_argument_names(kwargs)
-        seed = check_seed(torch.initial_seed() if m0_seed is None else m0_seed)
         n_twins = check_int("m0_twins", m0_twins, from_text=True)
         self.losses = check_bool("losses", losses, from_text=True)
         self.m0_swap = check_bool("m0_swap", m0_swap, from_text=True)
         self.skip_first_tokens = check_int("skip_first_tokens", skip_first_tokens, 0, from_text=True)
         initializer_range = check_positive_float("m0_initializer_range", m0_initializer_range, allow_none=True,
                                                  from_text=True)
+        source = check_m0_pretrained(m0_pretrained, m0_revision, m0_seed=m0_seed, m0_twins=n_twins,
+                                     m0_initializer_range=initializer_range)
+        self.m0_pretrained = None if source is None else PretrainedM0(*source)
+        seed = None if source is not None else check_seed(torch.initial_seed() if m0_seed is None else m0_seed)
         if self.m0_swap and m0_device is not None:  # TwinProvider checks it too
             raise ValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
         cache_dir = resolve_cache(DEFAULT_CACHE if m0_cache is None else str(m0_cache))
@@ -95,11 +107,12 @@ class ErankHFLM(HFLM):
         self.layers = parse_layers(str(layers), num_layers(self.model))
         self._use_cpu_processes_as_data_parallel_ranks()
         self.twins = make_twins(self.model, seed, n_twins, device=m0_device, cache_dir=cache_dir, swap=self.m0_swap,
-                                initializer_range=initializer_range)
+                                initializer_range=initializer_range, pretrained=self.m0_pretrained)
         self.twin = self.twins[0]
         self.erank_auto_batch_size: int | None = None
         if self.m0_swap:
-            check_twin_buildable(self.model, initializer_range)  # the architecture only: M0 is built when its turn comes
+            if self.m0_pretrained is None:  # (make_twins checked a pretrained M0's architecture)
+                check_twin_buildable(self.model, initializer_range)  # the architecture only: M0 is built when its turn comes
             return
         # Built now, even when the cache may hold every result: a twin that cannot be built
         # (no memory, a config that does not re-instantiate) fails before any request runs.
@@ -127,11 +140,11 @@ class ErankHFLM(HFLM):
 
     @property
     def m0(self):
-        """The random twin M0 (with ``m0_swap``, built here next to M1 if it is not resident)."""
+        """M0 (with ``m0_swap``, built or loaded here next to M1 if it is not resident)."""
         return self.twin.model
 
     @property
-    def m0_seed(self) -> int:
+    def m0_seed(self) -> int | None:
         return self.twin.seed
 
     @property
@@ -154,8 +167,8 @@ class ErankHFLM(HFLM):
         torch.distributed.all_gather_object(checksums, mine)
         if len(set(checksums)) != 1:
             raise RuntimeError(
-                f"the random twin M0 differs between data-parallel ranks ({checksums}); "
-                "give every process the same m0_seed and device type"
+                f"M0 differs between data-parallel ranks ({checksums}); "
+                "give every process the same m0_seed (or m0_pretrained) and device type"
             )
 
     # ---- the erank request -------------------------------------------------------------
@@ -245,6 +258,8 @@ class ErankHFLM(HFLM):
                 "erank_losses": self.losses,
                 "erank_skip_first_tokens": self.skip_first_tokens,
                 "erank_m0_initializer_range": self.twin.initializer_range,
+                "erank_m0_pretrained": None if self.m0_pretrained is None else self.m0_pretrained.name,
+                "erank_m0_revision": None if self.m0_pretrained is None else self.m0_pretrained.revision,
                 "erank_m0_swap": self.m0_swap,
                 "erank_last_layer": num_layers(self.model),
                 "erank_m0_cache": str(self.twin.cache.path) if self.twin.cache else None,
