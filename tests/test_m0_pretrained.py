@@ -31,7 +31,7 @@ from lm_eval_erank.core.twin import build_random_twin, parameter_checksum
 from lm_eval_erank.harness.activation import register
 
 from .conftest import FakeTrainer, FakeTrainerState
-from .test_real_model import reference_entropy, reference_loss
+from .real_model_checks import Reference
 
 TASK, DOCS, LAYERS = "local_erank_piqa", 8, 2
 TEXTS = example.gold_texts()[:6]
@@ -99,13 +99,9 @@ def fake_hub(m1_dir, step0, tmp_path, monkeypatch) -> str:
 # ---- the float64 reference ---------------------------------------------------------------------
 
 
-@torch.no_grad()
 def reference(model, tokenizer, text: str) -> dict:
     """{"entropy": {layer: H} for every hidden state, "loss": mean token loss} of ``text`` under ``model``, float64."""
-    ids = torch.tensor(tokenizer(text)["input_ids"])
-    states = [h[0] for h in model(input_ids=ids[None], output_hidden_states=True).hidden_states]
-    return {"entropy": {layer: reference_entropy(s) for layer, s in enumerate(states)},
-            "loss": reference_loss(states[-1], model.get_output_embeddings(), ids)}
+    return Reference(model, tokenizer, range(model.config.num_hidden_layers + 1))(text)
 
 
 # ---- two harness runs --------------------------------------------------------------------------

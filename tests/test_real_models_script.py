@@ -142,7 +142,7 @@ def test_hh_rlhf_is_sampled_by_default_and_all_on_request(study):
 
 
 def test_the_readme_shows_the_committed_real_model_table():
-    """README "Real models" is docs/real/table.md as scripts/real_models.py wrote it, and the cost row
+    """README "Real models" is docs/real_smollm2/table.md as scripts/real_models.py wrote it, and the cost row
     is summary.json's."""
     from pathlib import Path
 
