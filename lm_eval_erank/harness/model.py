@@ -19,7 +19,7 @@ from ..core.m0_cache import DEFAULT_CACHE, check_writable, resolve_cache
 from ..core.measure import encode_texts, pad_token_id, pair_statistics
 from ..core.progress import text_progress
 from ..core.representations import NonFiniteModelOutputError, num_layers, text_statistics
-from ..core.twin import check_twin_buildable, check_twin_supported
+from ..core.twin import check_twin_buildable, check_twin_supported, twin_init_std
 from ..core.twin_provider import make_twins
 from . import lm_eval_internals as internals
 
@@ -245,6 +245,8 @@ class ErankHFLM(HFLM):
                 "erank_losses": self.losses,
                 "erank_skip_first_tokens": self.skip_first_tokens,
                 "erank_m0_initializer_range": self.twin.initializer_range,
+                "erank_m0_init_std": twin_init_std(self.model, self.twin.initializer_range),
+                "erank_model_type": getattr(self.model.config, "model_type", None),
                 "erank_m0_swap": self.m0_swap,
                 "erank_last_layer": num_layers(self.model),
                 "erank_m0_cache": str(self.twin.cache.path) if self.twin.cache else None,
