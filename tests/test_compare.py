@@ -151,7 +151,10 @@ def test_every_row_is_the_results_files_values(evaluated, compared):
                 if name in row:
                     assert float(line[name]) == row[name]["value"]
                     assert float(line[f"{name}_stderr"]) == row[name]["stderr"]
-    assert "|Task|Model|n|acc|" in done.stdout  # the printed table
+    assert "|Task|Model|parameters|n|acc|" in done.stdout  # the printed table
+    for line in table:
+        params = results_of(evaluated[line["Model"]])["config"]["model_num_parameters"]
+        assert line["parameters"] == f"{params:,}"
 
 
 def test_the_values_recomputed_from_the_samples_are_the_results(evaluated):
@@ -390,7 +393,7 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(tmp_path, evaluated):
     assert "not a readable JSON file" in bad(broken, "--out", tmp_path / "o").stderr
     files = clean_files(tmp_path / "three")
     assert "--labels gives 2 labels for 3 models" in bad(*files, "--out", tmp_path / "o", "--labels", "x,y").stderr
-    assert "--tasks: nope is in none of the runs" in bad(*files, "--out", tmp_path / "o", "--tasks", "nope").stderr
+    assert "--tasks: nope: in none of the runs" in bad(*files, "--out", tmp_path / "o", "--tasks", "nope").stderr
     assert "is not LABEL=NUMBER" in bad(*files, "--out", tmp_path / "o", "--x-values", "a:3").stderr
     assert "--x-values names no model: z" in bad(*files, "--out", tmp_path / "o", "--x-values", "z=3").stderr
     # samples that do not match their results: one document's outcome flipped
@@ -412,7 +415,7 @@ def test_one_model_gets_the_table_and_is_told_why_nothing_else(tmp_path):
     comparison = json.loads((tmp_path / "o" / "comparison.json").read_text())
     assert len(comparison["rows"]) == 1 and comparison["correlations"] == [] and comparison["pairs"] == []
     assert comparison["warnings"] == ["one model: the table only; correlations need at least 3 models and paired tests 2"]
-    assert "warning: one model" in done.stderr and "|piqa (erank_piqa)|a|100|" in done.stdout
+    assert "warning: one model" in done.stderr and "|piqa (erank_piqa)|a|1,000|100|" in done.stdout
 
 
 def test_the_newest_of_several_results_files_of_one_model_and_said_so(tmp_path):

@@ -135,9 +135,9 @@ def test_edge_case_rules():
     r = statistics.rank_correlation([1, 2], [2, 1], "kendall")
     assert r.statistic is None and r.p_value is None and r.reason == "fewer than 3 pairs (n = 2)"
     assert statistics.rank_correlation([3, 3, 3], [1, 2, 3]).reason == "x is constant"
-    with pytest.raises(ValueError, match="NaN or an infinity"):
+    with pytest.raises(ValueError, match="non-finite"):
         statistics.spearman([1, 2, float("nan")], [1, 2, 3])
-    with pytest.raises(ValueError, match="NaN or an infinity"):
+    with pytest.raises(ValueError, match="non-finite"):
         statistics.kendall_tau_b([1, 2, 3], [1, float("inf"), 3])
     with pytest.raises(ValueError, match="differ in length"):
         statistics.spearman([1, 2, 3], [1, 2])

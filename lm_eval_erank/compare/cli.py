@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for line in report_lines(comparison):
         print(line)
+    for note in comparison.notes:
+        print(f"note: {note}", file=sys.stderr)
     for warning in comparison.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

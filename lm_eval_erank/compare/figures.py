@@ -358,6 +358,58 @@ def plot_overview(plt, comparison, path: Path) -> Path | None:
     return _save(plt, fig, path)
 
 
+def plot_metrics(runs, tasks, panels, path: Path, *, x, xlabel: str, title: str, xscale: str = "log",
+                 extra=None) -> Path | None:
+    """A figure for a study script: one panel per (metric, axis title) of ``panels``, one series per
+    task (either task name), stderr bars, against ``x`` ({run label: x}); ``xscale`` ``log``,
+    ``linear`` or ``symlog`` (0 allowed); ``extra(ax, metric)`` may draw more on a panel (e.g. a
+    training curve). Points join along distinct x only; single-twin points of the metrics involving
+    M0 are open markers."""
+    from .analysis import SizeAxis
+
+    plt = pyplot()
+    axis = SizeAxis("x", x)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn = False
+    for ax, (metric, ylabel) in zip(axes[0], panels):
+        xs = []
+        for k, task in enumerate(tasks):
+            points = []
+            for run in runs:
+                value, stderr = run.value(task, metric)
+                if value is not None and run.label in x:
+                    points.append((x[run.label], value, stderr, run, run.task(task).key))
+            if points:
+                drawn = True
+                _draw_series(ax, sorted(points, key=lambda p: p[0]), colors[k % len(colors)], metric, axis,
+                             label=task, legend_extras=k == 0)
+                xs += [p[0] for p in points]
+        if extra is not None:
+            extra(ax, metric)
+        if xscale == "symlog":
+            positive = [v for v in xs if v > 0]
+            ax.set_xscale("symlog", linthresh=min(positive) if positive else 1)
+        else:
+            ax.set_xscale(xscale)
+        if xscale == "log" and xs:
+            ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
+            ticks = sorted(set(xs))  # one labelled tick per model size (log-axis minor labels overlap)
+            ax.set_xticks(ticks, [human_count(t) for t in ticks], fontsize=8)
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    if not drawn:
+        plt.close(fig)
+        return None
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(plt, fig, path)
+
+
 def _save(plt, fig, path: Path) -> Path:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)

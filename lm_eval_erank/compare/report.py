@@ -86,9 +86,9 @@ def _ordered(runs: list[Run], axis: analysis.SizeAxis) -> list[Run]:
     return sorted(runs, key=lambda r: (r.label not in axis.values, axis.values.get(r.label, 0.0), runs.index(r)))
 
 
-def select_tasks(runs: Sequence[Run], wanted: Sequence[str] | None) -> list[str]:
+def select_tasks(runs: Sequence[Run], wanted: Sequence[str] | None, notes: list[str]) -> list[str]:
     """Every task key in the runs (first appearance), or those of ``wanted`` (a key or a run's own
-    task name); a wanted task in no run is an error."""
+    task name): a wanted task in no run is noted and skipped, none found at all is an error."""
     keys = list(dict.fromkeys(k for r in runs for k in r.tasks))
     if not wanted:
         return keys
@@ -96,9 +96,24 @@ def select_tasks(runs: Sequence[Run], wanted: Sequence[str] | None) -> list[str]
     for name in wanted:
         matches = [k for k in keys if k == name or any(r.tasks.get(k) and r.tasks[k].name == name for r in runs)]
         if not matches:
-            raise CompareError(f"--tasks: {name} is in none of the runs (they have: {', '.join(keys)})")
+            notes.append(f"task {name} is in none of the runs; skipped")
         selected.extend(m for m in matches if m not in selected)
+    if not selected:
+        raise CompareError(f"--tasks: {', '.join(wanted)}: in none of the runs (they have: {', '.join(keys)})")
     return selected
+
+
+def null_notes(runs: Sequence[Run], tasks: Sequence[str]) -> list[str]:
+    """A note per (model, task) whose metrics are null: every text was excluded (fewer than 2 tokens)."""
+    notes = []
+    for task in tasks:
+        for run in runs:
+            result = run.tasks.get(task)
+            null = [m for m, (value, _) in result.metrics.items() if value is None] if result else []
+            if null:
+                notes.append(f"{run.label} / {task}: {', '.join(null)} null (every text of the task was excluded); "
+                             "n/a in the table, left out of the figures")
+    return notes
 
 
 # ---- compare ---------------------------------------------------------------------------------------
@@ -138,7 +153,8 @@ def compare(paths: Sequence[str | Path], out: str | Path | None = None, *, label
     axis = analysis.size_axis(runs, x, x_values)
     missing_x = [r.label for r in runs if r.label not in axis.values]
     runs = _ordered(runs, axis)
-    keys = select_tasks(runs, tasks)
+    keys = select_tasks(runs, tasks, notes)
+    notes += null_notes(runs, keys)
     warnings = comparison_caveats(runs, keys)
     if missing_x:
         notes.append(f"no {axis.name} value for {', '.join(missing_x)}: left out of the {axis.name} correlations and "
@@ -221,17 +237,30 @@ def table_markdown(comparison: Comparison) -> str:
     """The leaderboard: one row per (task, model), each metric ``value ± stderr``, in the style of
     lm-eval's own table; ``-``: not reported, ``n/a``: null (every text excluded)."""
     metrics = [(m, t) for m, t in TABLE_METRICS if any(m in row for row in comparison.rows)]
-    header = ["Task", "Model", "n", *[t for _, t in metrics], "twins", "dtype", "init std", "M0"]
-    lines = ["|" + "|".join(header) + "|", "|" + "|".join(["---", "---", "--:"] + ["--:"] * len(metrics)
+    axis = comparison.axis
+    header = ["Task", "Model", axis.name, "n", *[t for _, t in metrics], "twins", "dtype", "init std", "M0"]
+    lines = ["|" + "|".join(header) + "|", "|" + "|".join(["---", "---", "--:", "--:"] + ["--:"] * len(metrics)
                                                              + ["--:", "---", "--:", "---"]) + "|"]
     for row in comparison.rows:
         task = row["task"] + (f" ({row['run_task']})" if row["run_task"] != row["task"] else "")
-        cells = [task, row["label"], str(row["n_docs"]) if row["n_docs"] is not None else "-",
+        x = axis.values.get(row["label"])
+        cells = [task, row["label"], "-" if x is None else f"{x:,.0f}" if float(x).is_integer() else f"{x:g}",
+                 str(row["n_docs"]) if row["n_docs"] is not None else "-",
                  *[_cell(row, m) for m, _ in metrics], str(row["twins"] or "-"), row["dtype"] or "-",
                  f"{row['init_std']:.4g}" if row["init_std"] is not None else "-",
                  row["m0_checksum"][:8] if row["m0_checksum"] else "-"]
         lines.append("|" + "|".join(cells) + "|")
     return "\n".join(lines) + "\n"
+
+
+def table_legend(comparison: Comparison) -> str:
+    text = ("Value ± stderr as the runs report them (`-`: not reported; `n/a`: every text of the task was excluded, "
+            "so it has no eRank). twins: m0_twins (K > 1: twin means, ± over texts and twins); init std: the twins'; "
+            "M0: the first twin's checksum.")
+    if any(r.twins == 1 for r in comparison.runs):
+        text += (" twins 1: one random twin M0; its ± covers the texts only, not the twin draw, which cannot be "
+                 "estimated from one twin (m0_twins=3 or more to compare across architectures).")
+    return text
 
 
 def _rho(value, p) -> str:
@@ -274,9 +303,7 @@ def report_markdown(comparison: Comparison) -> str:
     parts = ["# Model comparison (lm-eval-erank compare)", "",
              *[f"- {r.label}: `{r.path}`" + (f", {axis.name} {axis.values[r.label]:,.6g}" if r.label in axis.values
                                               else "") for r in comparison.runs], "",
-             table_markdown(comparison),
-             "Value ± stderr as the runs report them (`-`: not reported; `n/a`: every text excluded). twins: "
-             "m0_twins; with one twin the eRank stderrs cover the texts only. M0: the first twin's checksum.", ""]
+             table_markdown(comparison), table_legend(comparison), ""]
     parts += ["## Warnings", ""] + ([f"- {w}" for w in comparison.warnings] or ["None."]) + [""]
     if comparison.notes:
         parts += ["## Notes", "", *[f"- {n}" for n in comparison.notes], ""]
@@ -293,9 +320,9 @@ def report_markdown(comparison: Comparison) -> str:
 
 
 def report_lines(comparison: Comparison) -> list[str]:
-    """What the command prints: the table, the notes, the correlations and pairs in brief, the files."""
+    """What the command prints on stdout: the table, the correlations and pairs in brief, the files
+    (the notes and warnings go to stderr)."""
     lines = [table_markdown(comparison)]
-    lines += [f"note: {n}" for n in comparison.notes]
     defined = [c for c in comparison.correlations if c["spearman"] is not None]
     if defined:
         lines += ["", f"correlations across models ({len(defined)} defined; all in comparison.md):",

@@ -119,8 +119,17 @@ class Run:
 
     @property
     def identity(self) -> tuple:
-        """What makes two results files the same model: the model class and its arguments."""
-        return self.source, tuple(sorted((k, str(v)) for k, v in self.model_args.items()))
+        """What makes two results files the same model: the model class, the model and its arguments."""
+        return self.source, self.model, tuple(sorted((k, str(v)) for k, v in self.model_args.items()))
+
+    def task(self, name: str) -> TaskResult | None:
+        """A task by its key (the standard name) or by the name the run gave it."""
+        return self.tasks.get(name) or next((t for t in self.tasks.values() if t.name == name), None)
+
+    def value(self, task: str, metric: str) -> tuple[float | None, float | None]:
+        """(value, stderr) of ``metric`` on ``task`` (either name); (None, None) when not reported."""
+        result = self.task(task)
+        return result.metrics.get(metric, (None, None)) if result else (None, None)
 
     def samples_path(self, task: str) -> Path | None:
         path = self.path.parent / f"samples_{task}_{self.date_id}.jsonl"
@@ -273,13 +282,20 @@ def assign_labels(runs: list[Run], labels: list[str] | None) -> None:
             run.label = f"{run.label}#{seen[run.label]}"
 
 
+def load_run(path, label: str | None = None) -> Run:
+    """One results file as a :class:`Run` (``label``: else the model's name)."""
+    run = Run(path=Path(path).resolve(), data=read_results(Path(path)))
+    run.tasks = task_results(run.data)
+    run.label = label or default_label(run)
+    return run
+
+
 def load_runs(paths, labels: list[str] | None = None) -> tuple[list[Run], list[str]]:
     """(runs, notes): one run per model, in the order of ``paths`` (files sorted within a directory);
     several results files of one model (same model class and arguments): the newest, and a note."""
     by_identity: dict[tuple, list[Run]] = {}
     for path in find_results_files(paths):
-        run = Run(path=path, data=read_results(path))
-        run.tasks = task_results(run.data)
+        run = load_run(path)
         by_identity.setdefault(run.identity, []).append(run)
     runs, notes = [], []
     for same in by_identity.values():

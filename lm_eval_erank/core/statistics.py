@@ -5,7 +5,7 @@ documents. ``lm-eval-erank compare`` and the study scripts share it.
 Edge-case rules, the same for every rank correlation here:
 
 - ``x`` and ``y`` must be 1-D sequences of real numbers of one length: otherwise ``ValueError``;
-- a NaN or an infinity is an error (``ValueError``), never a silent NaN;
+- a non-finite value (NaN, infinity) is an error (``ValueError``), never a silent NaN;
 - fewer than 3 pairs, or a constant ``x`` or ``y``, leave the correlation undefined: the
   coefficient is ``None`` and :func:`rank_correlation` says why (``reason``).
 
@@ -41,7 +41,7 @@ def _vector(values, name: str) -> np.ndarray:
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
     if not np.isfinite(array).all():
-        raise ValueError(f"{name} holds a NaN or an infinity: {values!r}")
+        raise ValueError(f"{name} holds a non-finite value (NaN or infinity): {values!r}")
     return array
 
 
