@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from ..core import aggregation, metrics
+from .analysis import SizeAxis
 from .runs import CompareError
 from .samples import read_task_samples
 
@@ -365,8 +366,6 @@ def plot_metrics(runs, tasks, panels, path: Path, *, x, xlabel: str, title: str,
     ``linear`` or ``symlog`` (0 allowed); ``extra(ax, metric)`` may draw more on a panel (e.g. a
     training curve). Points join along distinct x only; single-twin points of the metrics involving
     M0 are open markers."""
-    from .analysis import SizeAxis
-
     plt = pyplot()
     axis = SizeAxis("x", x)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), squeeze=False)
