@@ -537,3 +537,36 @@ def test_points_are_joined_only_along_distinct_sizes(tmp_path):
         data_line = ax.lines[0]
         assert (data_line.get_linestyle() not in ("None", "")) == joined
         plt.close(fig)
+
+
+def test_public_functions_of_compare_have_runnable_examples():
+    import doctest
+
+    from lm_eval_erank.compare import analysis, figures, runs as runs_mod
+
+    ran = 0
+    for module in (runs_mod, report, figures, analysis):
+        result = doctest.testmod(module)
+        assert result.failed == 0, module.__name__
+        ran += result.attempted
+    assert ran >= 8
+
+
+def test_a_pair_where_every_text_of_one_run_is_excluded_says_so(tmp_path):
+    """Diff-eRank undefined for every document of one run: the difference is not computed, and the
+    pair says why; accuracy is still compared."""
+    from lm_eval_erank.compare import analysis
+    from lm_eval_erank.compare.samples import TaskSamples
+    from lm_eval_erank.core import metrics
+
+    def samples(entropy_m1):
+        docs = [metrics.per_document_values({"entropy_m1": entropy_m1, "entropy_m0": 3.0, "n_tokens": 5,
+                                              "truncated": False}) for _ in range(4)]
+        return TaskSamples(tmp_path / "s.jsonl", [0, 1, 2, 3], {i: f"h{i}" for i in range(4)},
+                           {"acc": [1.0, 0.0, 1.0, 1.0]}, docs)
+
+    a, b = (runs_module.Run(path=tmp_path / f"{x}/results_x.json", data={"config": {}}) for x in "ab")
+    a.label, b.label = "a", "b"
+    entry = analysis.paired_comparison("t", a, b, samples(2.0), samples(None), resamples=50)
+    assert entry["diff_erank_diff"] is None and entry["acc_diff"] == 0.0 and entry["mcnemar_p"] == 1.0
+    assert any(e.startswith("diff_erank:") for e in entry["excluded"])

@@ -142,7 +142,11 @@ def paired_comparison(task: str, a: Run, b: Run, samples_a: TaskSamples | None, 
         entry.update(acc_diff=(test.b - test.c) / test.n, mcnemar_p=test.p_value, mcnemar_b=test.b, mcnemar_c=test.c)
     if entry["n_docs"] >= 2:
         for metric in PAIRED_METRICS:
-            interval = _difference_interval(samples_a, samples_b, metric, resamples, seed)
+            try:
+                interval = _difference_interval(samples_a, samples_b, metric, resamples, seed)
+            except ValueError as exc:  # every document of one run excluded, or a resample without one
+                entry.setdefault("excluded", []).append(f"{metric}: {exc}")
+                continue
             if interval is not None:
                 entry[f"{metric}_diff"] = interval.estimate
                 entry[f"{metric}_ci"] = [interval.low, interval.high]

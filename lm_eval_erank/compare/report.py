@@ -189,6 +189,8 @@ def _pairs(runs, keys, axis, mode, seed, resamples, warnings, notes) -> list[dic
             cache[(run.label, key)] = read_task_samples(run, run.tasks[key])
         return cache[(run.label, key)]
 
+    if not plan:
+        return []
     # every samples file is read (and checked against its results) before any test
     for run in runs:
         for key in keys:
@@ -293,7 +295,7 @@ def pairs_markdown(comparison: Comparison) -> str:
                      f"{_difference(p['diff_erank_diff'], p['diff_erank_ci'])}|"
                      f"{_difference(p['erank_m1_diff'], p['erank_m1_ci'])}|"
                      f"{_difference(p['reduced_loss_diff'], p['reduced_loss_ci'])}|"
-                     f"{p.get('reason') or p.get('note') or ''}|")
+                     f"{p.get('reason') or '; '.join([p.get('note') or '', *p.get('excluded', [])]).strip('; ')}|")
     return "\n".join(lines) + "\n"
 
 
