@@ -570,3 +570,24 @@ def test_a_pair_where_every_text_of_one_run_is_excluded_says_so(tmp_path):
     entry = analysis.paired_comparison("t", a, b, samples(2.0), samples(None), resamples=50)
     assert entry["diff_erank_diff"] is None and entry["acc_diff"] == 0.0 and entry["mcnemar_p"] == 1.0
     assert any(e.startswith("diff_erank:") for e in entry["excluded"])
+
+
+def test_runs_of_different_documents_are_not_paired_and_said_so(evaluated, tmp_path):
+    """Same number of documents, one of them another document (its doc_hash differs): no paired
+    test on that task, a warning naming it; the other task is paired as usual."""
+    copy = tmp_path / "other-docs"
+    shutil.copytree(evaluated["small"], copy)
+    (samples_path,) = copy.rglob("samples_local_erank_piqa_*.jsonl")
+    lines = samples_path.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["doc_hash"] = "0" * 64
+    samples_path.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    comparison = report.compare([copy, evaluated["medium"]], labels=["other", "medium"])
+    (piqa,) = [p for p in comparison.pairs if p["task"] == "local_piqa"]
+    (openbookqa,) = [p for p in comparison.pairs if p["task"] == "local_openbookqa"]
+    assert piqa["n_docs"] is None and piqa["acc_diff"] is None and piqa["diff_erank_diff"] is None
+    assert piqa["reason"] == "different documents (other: 12, medium: 12, 11 with the same doc_id and doc_hash)"
+    assert openbookqa["n_docs"] == 10 and openbookqa["diff_erank_ci"] is not None
+    assert [w for w in comparison.warnings if "different documents" in w] == [
+        "task local_piqa: runs evaluated different documents (doc_id / doc_hash differ), so they are not paired "
+        f"there: other vs medium: {piqa['reason']}"]

@@ -119,13 +119,14 @@ def null_notes(runs: Sequence[Run], tasks: Sequence[str]) -> list[str]:
 # ---- compare ---------------------------------------------------------------------------------------
 
 def compare(paths: Sequence[str | Path], out: str | Path | None = None, *, labels: Sequence[str] | None = None,
-            tasks: Sequence[str] | None = None, x: str = "parameters", x_values: Mapping[str, float] | None = None,
+            tasks: Sequence[str] | None = None, x: str | None = "parameters",
+            x_values: Mapping[str, float] | None = None,
             pairs: str = "auto", seed: int = statistics.DEFAULT_SEED, resamples: int = DEFAULT_RESAMPLES,
             permutations: int = DEFAULT_PERMUTATIONS, figures: bool = True) -> Comparison:
     """Compare the models of lm-eval runs: ``paths`` are ``--output_path`` directories or results
     JSONs (one model per results file; of several files of one model the newest). ``labels``: one per
     model in order (default: the model's name); ``tasks``: a subset (standard or run task names);
-    ``x``: the size axis, ``parameters`` (``config.model_num_parameters``) or a name of your own;
+    ``x``: the size axis, ``parameters`` (``config.model_num_parameters``; None too) or a name of your own;
     ``x_values``: {label: number}, filling in or overriding (a named axis takes all its values from
     here); ``pairs``: ``auto`` (every pair up to 6 models, else consecutive along the axis), ``all``,
     ``consecutive`` or ``none``; ``seed``/``resamples``: the paired bootstrap's; ``permutations``:
@@ -150,7 +151,7 @@ def compare(paths: Sequence[str | Path], out: str | Path | None = None, *, label
     if unknown:
         raise CompareError(f"--x-values names no model: {', '.join(unknown)} (the labels: "
                            f"{', '.join(r.label for r in runs)})")
-    axis = analysis.size_axis(runs, x, x_values)
+    axis = analysis.size_axis(runs, x or "parameters", x_values)
     missing_x = [r.label for r in runs if r.label not in axis.values]
     runs = _ordered(runs, axis)
     keys = select_tasks(runs, tasks, notes)
