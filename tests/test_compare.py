@@ -591,3 +591,19 @@ def test_runs_of_different_documents_are_not_paired_and_said_so(evaluated, tmp_p
     assert [w for w in comparison.warnings if "different documents" in w] == [
         "task local_piqa: runs evaluated different documents (doc_id / doc_hash differ), so they are not paired "
         f"there: other vs medium: {piqa['reason']}"]
+
+
+def test_the_twins_init_std_and_architecture_are_recorded(evaluated, tiny_models):
+    """What the twin warnings read: hf-erank records the init std the twins were drawn with (the
+    config's, or m0_initializer_range) and M1's model_type."""
+    for label in SIZES:
+        config = results_of(evaluated[label])["config"]
+        assert config["erank_m0_init_std"] == 0.02 and config["erank_model_type"] == "gpt2"
+        assert config["erank_m0_initializer_range"] is None
+    from transformers import AutoModelForCausalLM
+
+    from lm_eval_erank.core.twin import twin_init_std
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["llama"])
+    assert twin_init_std(model) == model.config.initializer_range == 0.02
+    assert twin_init_std(model, 0.05) == 0.05 and model.config.initializer_range == 0.02  # M1's config untouched
