@@ -10,7 +10,7 @@ lm-evaluation-harness with the plugin's CLI, one process per model::
 then reads each model's results JSON and prints, per task and model, our Diff-eRank and
 accuracy beside the paper's (Wei et al., NeurIPS 2024, last layer), with our reduced loss and
 the two eRanks. The table is also written to ``OUT/comparison.md`` (and the numbers to
-``OUT/comparison.json``); with matplotlib installed, ``scripts/plot_results.py`` draws the
+``OUT/comparison.json``); with matplotlib installed, ``lm-eval-erank compare`` draws the
 figures into ``OUT/plots/``. ``erank_dolly`` is included when the installed task list (the
 plugin's task directory or ``--include_path``) has it.
 
@@ -47,6 +47,8 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from lm_eval_erank.core.statistics import spearman
 
 SCRIPTS = Path(__file__).resolve().parent
 
@@ -225,30 +227,6 @@ def paper_value(task: str, metric_name: str, model: str) -> str | None:
     return values[PAPER_MODELS.index(model)]
 
 
-def spearman(xs: list[float], ys: list[float]) -> float | None:
-    def ranks(v):
-        order = sorted(range(len(v)), key=lambda i: v[i])
-        r = [0.0] * len(v)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                r[order[k]] = (i + j) / 2
-            i = j + 1
-        return r
-
-    if len(xs) < 3:
-        return None
-    rx, ry = ranks(xs), ranks(ys)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    sxx = sum((a - mx) ** 2 for a in rx)
-    syy = sum((b - my) ** 2 for b in ry)
-    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else None
-
-
 def compare(models, tasks, results: dict[str, dict | None], sources: dict[str, str], limit) -> tuple[str, list]:
     """The comparison as markdown, and its rows as dicts."""
     lines = ["# Diff-eRank: ours vs the paper (Wei et al., NeurIPS 2024, OPT, last layer)", ""]
@@ -380,18 +358,17 @@ def run_models(models, commands: dict[str, list[str]], out: Path, run_tasks: lis
 
 
 def draw_figures(files: dict[str, Path], out: Path, run_tasks: list[str]) -> None:
-    """``scripts/plot_results.py``'s figures of the results into ``out/plots`` (needs matplotlib)."""
+    """``lm-eval-erank compare``'s table and figures of the results into ``out/plots`` (needs matplotlib)."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         print("note: matplotlib is not installed; no figures (pip install matplotlib)", file=sys.stderr)
         return
-    sys.path.insert(0, str(SCRIPTS))
-    import plot_results
+    from lm_eval_erank.compare import compare
 
     names = list(files)
-    runs = plot_results.load_runs([str(files[n]) for n in names], names)
-    for path in plot_results.plot_all(runs, out / "plots", run_tasks):
+    comparison = compare([files[n] for n in names], out / "plots", labels=names, tasks=run_tasks)
+    for path in comparison.files:
         print(f"written: {path}")
 
 

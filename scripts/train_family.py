@@ -27,9 +27,10 @@
    ``erank_openwebtext2`` (``--paragraphs`` held-out paragraphs as its ``text``), with
    ``m0_twins=--twins`` and one M0 cache for the run (``OUT/m0_cache``): the checkpoints of the
    sweep model share an architecture, so its twins are computed once.
-5. Figures (``scripts/plot_results.py``): Diff-eRank, eRank(M1) and the reduced loss against the
+5. Figures (``lm_eval_erank.compare``): Diff-eRank, eRank(M1) and the reduced loss against the
    parameter count and against the training step, with stderr bars (texts and twins), and the
-   callback's curves; ``table.md``; ``summary.md`` / ``summary.json``: the table, Spearman rank
+   callback's curves; ``table.md`` (``lm-eval-erank compare``'s table); ``summary.md`` /
+   ``summary.json``: the table, Spearman rank
    correlations (Diff-eRank vs reduced loss, vs size, vs step) with exact permutation p-values,
    the verdict, the command, the data, the machine, the load and the wall times.
 
@@ -40,7 +41,6 @@ Models, checkpoints, results and the cache stay under ``--out`` (git-ignored); `
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
@@ -59,7 +59,9 @@ common.go_offline()
 
 import numpy as np  # noqa: E402
 
-import plot_results  # noqa: E402  (figures and table)
+from lm_eval_erank.compare import figures as compare_figures, report as compare_report  # noqa: E402
+from lm_eval_erank.compare.runs import load_run  # noqa: E402
+from lm_eval_erank.core.statistics import rank_correlation, ranks, spearman  # noqa: E402,F401  (ranks: for the tests)
 
 DEFAULT_DATA = common.SHARED_DATA / "wikitext-2"
 PREFIX = "family"
@@ -75,50 +77,13 @@ TINY = dict(sizes="16x1,24x1,32x2,48x2", steps=6, batch_size=4, block=32, lr=3e-
             paragraphs=6, heldout_docs=3, train_docs=4, callback_texts=3, callback_every=2, eval_batch_size=8)
 
 
-# ---- statistics (pure) ---------------------------------------------------------------------------
+# ---- statistics: the package's one module -----------------------------------------------------------
 
-def ranks(values) -> np.ndarray:
-    """Ranks 1..n of ``values``, ties given their average rank."""
-    values = np.asarray(values, dtype=float)
-    order = np.argsort(values, kind="mergesort")
-    result = np.empty(len(values))
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        result[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return result
-
-
-def spearman(x, y) -> float | None:
-    """Spearman's rho = Pearson correlation of the (average) ranks of x and y; None when
-    fewer than 3 pairs or either side is constant (no defined correlation)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"spearman: x and y must be 1-D of one length, got {x.shape} and {y.shape}")
-    if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise ValueError("spearman: non-finite value")
-    if len(x) < 3:
-        return None
-    rx, ry = ranks(x) - (len(x) + 1) / 2, ranks(y) - (len(y) + 1) / 2
-    denominator = math.sqrt(float((rx ** 2).sum() * (ry ** 2).sum()))
-    return None if denominator == 0 else float((rx * ry).sum() / denominator)
-
-
-def permutation_p(x, y, max_n: int = 9) -> float | None:
-    """Exact two-sided p-value of Spearman's rho: the share of the n! orderings of y whose
-    |rho| >= the observed |rho| (n <= max_n; None beyond, or when rho is undefined)."""
-    rho = spearman(x, y)
-    if rho is None or len(x) > max_n:
-        return None
-    hits = total = 0
-    for perm in itertools.permutations(y):
-        r = spearman(x, perm)
-        hits += r is not None and abs(r) >= abs(rho) - 1e-12
-        total += 1
-    return hits / total
+def permutation_p(x, y) -> float | None:
+    """Exact two-sided permutation p-value of Spearman's rho over all n! orderings (n <= 9; None
+    beyond, or when rho is undefined): ``core.statistics.rank_correlation``."""
+    result = rank_correlation(x, y, "spearman")
+    return result.p_value if result.exact else None
 
 
 # ---- data -------------------------------------------------------------------------------------------
@@ -620,22 +585,26 @@ def evaluate_all(args, trained: list[dict], sweep: int, checkpoints: list[int], 
 
 
 def write_figures(args, figures: Path, family_runs, sweep_runs, tasks, checkpoints, trained, sweep_info) -> tuple[list, str]:
-    """The three figures and ``table.md``: (paths written, the table)."""
-    plt = plot_results._pyplot()
+    """The three figures and ``table.md`` (``lm-eval-erank compare``'s table of the final models and the
+    checkpoints before the last): (paths written, the table)."""
+    plt = compare_figures.pyplot()
     written = [
-        plot_results.plot_metrics(
-            plt, family_runs, tasks, PANELS, figures / "family_by_size.png", xlabel="parameters (log scale)",
+        compare_figures.plot_metrics(
+            family_runs, tasks, PANELS, figures / "family_by_size.png", x={r.label: r.num_parameters for r in family_runs},
+            xlabel="parameters (count, log scale)",
             title=f"Final models of the family ({args.steps} steps each), held-out text; bars: stderr over texts "
                   f"and {args.twins} twins"),
-        plot_results.plot_metrics(
-            plt, sweep_runs, tasks, PANELS, figures / "checkpoints_by_step.png",
-            x={id(r): s for r, s in zip(sweep_runs, checkpoints)}, xscale="symlog", extra=callback_overlay(sweep_info),
+        compare_figures.plot_metrics(
+            sweep_runs, tasks, PANELS, figures / "checkpoints_by_step.png",
+            x={r.label: s for r, s in zip(sweep_runs, checkpoints)}, xscale="symlog", extra=callback_overlay(sweep_info),
             xlabel="training step (symlog)", title=f"Checkpoints of {sweep_info['name']}; bars: stderr over texts "
                                                    f"and {args.twins} twins (shared by the checkpoints)"),
         plot_callback(plt, trained, figures / "callback_by_step.png"),
     ]
-    table = plot_results.table_markdown(family_runs + sweep_runs[:-1], tasks,
-                                        with_stderr={"diff_erank", "erank_m1", "reduced_loss"}, sort_by_size=False)
+    runs = family_runs + sweep_runs[:-1]
+    comparison = compare_report.compare([r.path for r in runs], labels=[r.label for r in runs], tasks=tasks,
+                                        pairs="none", figures=False)
+    table = compare_report.table_markdown(comparison) + "\n" + compare_report.table_legend(comparison) + "\n"
     (figures / "table.md").write_text(table, encoding="utf-8")
     written.append(figures / "table.md")
     return written, table
@@ -684,8 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     harness_seconds, family_files, sweep_files, cached = evaluate_all(args, trained, sweep, checkpoints, corpus, out,
                                                                       loads)
     sweep_info = trained[sweep]
-    family_runs = [plot_results.parse_run(p, label=t["name"]) for p, t in zip(family_files, trained)]
-    sweep_runs = [plot_results.parse_run(sweep_files[s], label=f"{sweep_info['name']}@{s}") for s in checkpoints]
+    family_runs = [load_run(p, label=t["name"]) for p, t in zip(family_files, trained)]
+    sweep_runs = [load_run(sweep_files[s], label=f"{sweep_info['name']}@{s}") for s in checkpoints]
     tasks = [GROUP, *TASKS.values()]
     family_corr = correlations(family_runs, [t["params"] for t in trained], tasks)
     sweep_corr = correlations(sweep_runs, checkpoints, tasks)

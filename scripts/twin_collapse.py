@@ -75,6 +75,7 @@ import torch  # noqa: E402
 
 import lm_eval_erank  # noqa: E402
 from lm_eval_erank import dataset_erank, diff_erank, matrix_entropy  # noqa: E402
+from lm_eval_erank.core.statistics import spearman  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -1253,22 +1254,9 @@ def ablation_effects(rows: dict, ablation_rows: dict, ds: str) -> dict[str, list
     return groups
 
 
-def spearman(x, y) -> float:
-    """Spearman's rank correlation (average ranks for ties)."""
-    def ranks(values):
-        values = np.asarray(values, dtype=float)
-        order = values.argsort(kind="mergesort")
-        result = np.empty(len(values))
-        result[order] = np.arange(len(values), dtype=float)
-        for value in np.unique(values):
-            result[values == value] = result[values == value].mean()
-        return result
-    return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
-
-
-def collapse_predictors(all_rows: dict, ds: str) -> list[tuple[str, float, int]]:
+def collapse_predictors(all_rows: dict, ds: str) -> list[tuple[str, float | None, int]]:
     """Spearman correlation, over every twin (published configs and changes), of eRank(L)/eRank(0) with
-    block-1 measurements: (what, rho, number of twins)."""
+    block-1 measurements: (what, rho, number of twins); rho None where undefined (a constant side)."""
     candidates = {
         "eRank of the MLP's add at block 1 / eRank(0)": lambda h: h["mlp_erank_block1"] / h["erank_embeddings"],
         "eRank of attention's add at block 1 / eRank(0)": lambda h: h["attn_erank_block1"] / h["erank_embeddings"],
@@ -1355,7 +1343,8 @@ def readme_mechanism_part(rows: dict, ablation_rows: dict, datasets: list[str]) 
             lines += [f"- {title}: " + "; ".join(effects[key]) + "."]
     lines += ["", f"Which block-1 measurement orders the collapse (Spearman's rho with eRank(L) / eRank(0) over all "
               f"{len(rows) + len(ablation_rows)} twins, {ds}):", "", "| measured at block 1 | rho | twins |", "|---|---:|---:|"]
-    lines += [f"| {what} | {rho:+.2f} | {n} |" for what, rho, n in collapse_predictors({**rows, **ablation_rows}, ds)]
+    lines += [f"| {what} | {'undefined' if rho is None else f'{rho:+.2f}'} | {n} |"
+              for what, rho, n in collapse_predictors({**rows, **ablation_rows}, ds)]
     return lines + [""]
 
 

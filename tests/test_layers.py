@@ -2,7 +2,9 @@
 included), and the paths users rely on.
 
 Layers, from the bottom: ``_version`` and the task YAML package (leaves); ``core/`` (the maths:
-never imports lm-eval); ``harness/`` (everything that touches lm-eval); the public fronts at the
+never imports lm-eval); ``compare/`` (``lm-eval-erank compare``: reads results JSON, imports
+``core``'s numpy-only modules and never lm-eval, torch or transformers); ``harness/`` (everything
+that touches lm-eval); the public fronts at the
 package root (``api``, ``callback``, ``cli``, ``tasks``, ...); the start-up hook
 ``lm_eval_erank_autoload``. A module imports only from its own layer or lower ones (fronts only
 from lower ones), no import circle exists, nothing imports the package ``__init__``, an import
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lm_eval_erank"
 INTERNALS = "lm_eval_erank.harness.lm_eval_internals"
 HOOK = "lm_eval_erank_autoload"
-LAYERS = {"leaf": 0, "core": 1, "harness": 2, "front": 3, "hook": 4}
+LAYERS = {"leaf": 0, "core": 1, "compare": 2, "harness": 3, "front": 4, "hook": 5}
 # Third-party modules whose import costs (torch alone is seconds on a cold CPU machine).
 HEAVY = {"torch", "transformers", "lm_eval", "accelerate", "datasets", "tokenizers", "PIL", "matplotlib",
          "huggingface_hub", "numpy", "tqdm", "filelock"}
@@ -54,6 +56,8 @@ def layer(module: str) -> str:
     parts = module.split(".")
     if module in ("lm_eval_erank._version", "lm_eval_erank.task_configs"):
         return "leaf"
+    if len(parts) >= 2 and parts[1] == "compare":
+        return "compare"
     return parts[1] if len(parts) > 2 and parts[1] in ("core", "harness") else "front"
 
 
@@ -232,6 +236,32 @@ def test_importing_every_core_module_leaves_lm_eval_out():
     assert done.stdout.strip() == "[]", done.stdout
 
 
+def test_compare_never_loads_lm_eval_torch_or_transformers():
+    """``compare/`` reads JSON: nothing it imports, at any level and through any of our modules,
+    is lm-eval, torch, transformers or the harness; matplotlib only inside functions (the figures)."""
+    wrong = []
+    for module in (m for m in MODULES if layer(m) == "compare"):
+        seen, todo = set(), [module]
+        while todo:
+            for target, _, _ in imports(todo.pop()):
+                if target not in seen:
+                    seen.add(target)
+                    todo += [target] if ours(target) else []
+        wrong += [f"{module} loads {t}" for t in sorted(seen) if t.split(".")[0] in ("lm_eval", "torch", "transformers")
+                  or (ours(t) and layer(t) == "harness")]
+        wrong += [f"{module}:{line} imports matplotlib at its top" for t, line, inside in imports(module)
+                  if t.split(".")[0] == "matplotlib" and not inside]
+    assert not wrong, wrong
+
+
+def test_importing_and_running_compare_leaves_lm_eval_and_torch_out(tmp_path):
+    code = ("import sys\nfrom lm_eval_erank.compare import cli, report, figures, runs, samples, analysis, caveats\n"
+            "print(sorted(m for m in ('lm_eval', 'torch', 'transformers', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]", done.stdout
+
+
 PUBLIC_PATHS = [
     ("lm_eval_erank.tasks", "ErankTask"), ("lm_eval_erank.task_utils", "dolly_docs"),
     ("lm_eval_erank.task_utils", "paper_sample"), ("lm_eval_erank.task_utils", "wikitext_text"),
@@ -240,6 +270,7 @@ PUBLIC_PATHS = [
     ("lm_eval_erank.multimodal", "alignment_eranks"), ("lm_eval_erank.callback", "DiffErankCallback"),
     ("lm_eval_erank", "diff_erank"), ("lm_eval_erank", "DiffErankResult"), ("lm_eval_erank", "matrix_entropy"),
     ("lm_eval_erank.api", "pair_statistics"), ("lm_eval_erank.api", "diff_erank"), ("lm_eval_erank.cli", "main"),
+    ("lm_eval_erank.compare", "compare"), ("lm_eval_erank.compare.cli", "main"),
 ]
 
 

@@ -19,6 +19,9 @@ def test_wheel_ships_task_configs_and_they_load(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for yaml in (ROOT / "task_configs").glob("*.yaml"):
         assert f"lm_eval_erank/task_configs/{yaml.name}" in names
+    # every module of every sub-package (pyproject lists the packages one by one)
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "lm_eval_erank").rglob("*.py")}
+    assert modules <= names, sorted(modules - names)
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "lm-eval-erank = lm_eval_erank.cli:main" in entry_points
     for group in ("lm_eval.models", "lm_eval.metrics", "lm_eval.aggregations", "lm_eval.tasks"):

@@ -147,11 +147,15 @@ def test_argument_parsing_helpers():
     assert rp.paper_value("erank_dolly", "acc", "opt-6.7b") is None
     assert rp.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert rp.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
-    pr = load_script("plot_results")
-    assert pr.model_identity({"config": {"model_args": "pretrained=facebook/opt-125m,dtype=float32"}}) == \
+    from lm_eval_erank.compare.runs import Run  # what lm-eval-erank compare (ex plot_results) names a model
+
+    def model_identity(data):
+        return Run(path=Path("/r/results_x.json"), data=data).model
+
+    assert model_identity({"config": {"model_args": "pretrained=facebook/opt-125m,dtype=float32"}}) == \
         "facebook/opt-125m"
-    assert pr.model_identity({"config": {"model_args": {"pretrained": "/a/b"}}}) == "/a/b"
-    assert pr.model_identity({"config": {}, "model_name": "x/y"}) == "x/y"
+    assert model_identity({"config": {"model_args": {"pretrained": "/a/b"}}}) == "/a/b"
+    assert model_identity({"config": {}, "model_name": "x/y"}) == "x/y"
 
 
 def test_comparison_table_shows_paper_values_beside_ours(reproduced):
@@ -206,43 +210,57 @@ def test_reproduce_reuses_results_and_survives_a_failing_model(reproduced, tmp_p
     assert rows[0]["Diff-eRank ours"] == "(not run)" and rows[0]["Diff-eRank paper"] == "4.647"
 
 
+COMPARISON = "Model comparison (lm-eval-erank compare)"  # the section of comparison.md holding the table
+
+
+def written_paths(stdout: str) -> list[Path]:
+    """The files lm-eval-erank compare (and plot_results.py, which calls it) says it wrote."""
+    return [Path(line.strip()) for line in stdout.split("written:", 1)[1].splitlines() if line.strip()]
+
+
 def test_plot_results_on_reproduced_jsons(reproduced, tmp_path):
+    """scripts/plot_results.py is lm-eval-erank compare: its table holds the results' values."""
     import matplotlib  # noqa: F401  (a test dependency: these tests must run)
     _, _, results = reproduced
     names = list(STAND_INS)
     plots = tmp_path / "plots"
     done = run_script(PLOT, *(results[n][0] for n in names), "--out", plots, "--labels", ",".join(names))
     assert done.returncode == 0, done.stderr
-    written = [Path(line) for line in done.stdout.split()]
-    expected = [plots / f"{t}.png" for t in TASK_MAP.values()] + [plots / "diff_erank_vs_size.png", plots / "table.md"]
-    assert sorted(written) == sorted(expected)
-    for png in expected[:-1]:
+    keys = [t.replace("_erank_", "_", 1) for t in TASK_MAP.values()]
+    expected = [plots / f"{k}{suffix}.png" for k in keys for suffix in ("", "_diff_erank_vs_acc")]
+    expected += [plots / "diff_erank_vs_size.png"] + [plots / f"comparison.{e}" for e in ("md", "csv", "json")]
+    assert sorted(written_paths(done.stdout)) == sorted(expected)
+    for png in (p for p in expected if p.suffix == ".png"):
         check_png(png)
-    rows = markdown_tables((plots / "table.md").read_text())[""]
+    rows = markdown_tables((plots / "comparison.md").read_text())[COMPARISON]
     assert len(rows) == len(names) * len(TASK_MAP)
     for row in rows:
-        data = results[row["model"]][1]
-        json_row = data["results"][row["task"]]
-        assert row["params"] == f"{data['config']['model_num_parameters']:,}"
+        data = results[row["Model"]][1]
+        json_row = data["results"][row["Task"].split("(")[1].rstrip(")")]
+        assert row["parameters"] == f"{data['config']['model_num_parameters']:,}"
         assert row["n"] == "4"
-        assert row["acc ± stderr"] == ours(json_row, "acc")
-        assert row["Diff-eRank ± stderr"] == ours(json_row, "diff_erank")
-        assert row["eRank M1"] == ours(json_row, "erank_m1", with_stderr=False)
-        assert row["eRank M0"] == ours(json_row, "erank_m0", with_stderr=False)
-        assert row["reduced loss"] == ours(json_row, "reduced_loss", with_stderr=False)
+        assert row["acc"] == ours(json_row, "acc")
+        assert row["Diff-eRank"] == ours(json_row, "diff_erank")
+        assert row["eRank(M1)"] == ours(json_row, "erank_m1")
+        assert row["eRank(M0)"] == ours(json_row, "erank_m0")
+        assert row["reduced loss"] == ours(json_row, "reduced_loss")
         if "erank_ratio,none" in json_row:
-            assert row["eRank ratio M1/M0"] == ours(json_row, "erank_ratio", with_stderr=False)
+            assert row["ratio M1/M0"] == ours(json_row, "erank_ratio")
+    assert "--limit 4" in done.stderr  # a subset of the documents, said
 
 
 def test_plot_results_task_selection(reproduced, tmp_path, capsys):
     import matplotlib  # noqa: F401  (a test dependency: these tests must run)
+    from lm_eval_erank.compare import cli
+
     _, _, results = reproduced
     # --tasks selects; an unknown task is noted, not fatal (in process: no interpreter start-up)
     capsys.readouterr()
-    assert load_script("plot_results").main(
-        [str(results["opt-125m"][0]), "--out", str(tmp_path / "one"), "--tasks", "local_erank_piqa,nope"]) == 0
-    assert "task nope is in none of the results files" in capsys.readouterr().err
-    assert {r["task"] for r in markdown_tables((tmp_path / "one" / "table.md").read_text())[""]} == {"local_erank_piqa"}
+    assert cli.main([str(results["opt-125m"][0]), "--out", str(tmp_path / "one"),
+                     "--tasks", "local_erank_piqa,nope"]) == 0
+    assert "task nope is in none of the runs" in capsys.readouterr().err
+    rows = markdown_tables((tmp_path / "one" / "comparison.md").read_text())[COMPARISON]
+    assert {r["Task"] for r in rows} == {"local_piqa (local_erank_piqa)"}
 
 
 # ---- hand-made results with per-layer metrics and a task whose texts were all excluded ---------------
@@ -296,28 +314,31 @@ def test_layer_curves_and_null_metrics(handmade, tmp_path):
     out = tmp_path / "out"
     done = run_script(PLOT, handmade[0].parents[1], "--out", out)  # a directory argument
     assert done.returncode == 0, done.stderr
-    written = {Path(line).name for line in done.stdout.split()}
-    assert written == {"lay_task.png", "lay_task_layers.png", "empty_task.png", "diff_erank_vs_size.png", "table.md"}
+    written = {p.name for p in written_paths(done.stdout)}
+    assert written == {"lay_task.png", "lay_task_layers.png", "lay_task_diff_erank_vs_acc.png", "empty_task.png",
+                       "diff_erank_vs_size.png", "comparison.md", "comparison.csv", "comparison.json"}
     width, _ = check_png(out / "lay_task_layers.png")
     assert width > 1000  # two panels: Diff-eRank per layer, and the eRanks of M1 / M0
-    for name in written - {"table.md"}:
+    for name in (n for n in written if n.endswith(".png")):
         check_png(out / name)
-    assert "empty_task: diff_erank is null" in done.stderr and "reduced_loss is null" in done.stderr
-    rows = {(r["model"], r["task"]): r for r in markdown_tables((out / "table.md").read_text())[""]}
+    assert "empty_task: diff_erank, erank_m1, erank_m0, reduced_loss null" in done.stderr
+    rows = {(r["Model"], r["Task"]): r for r in markdown_tables((out / "comparison.md").read_text())[COMPARISON]}
     assert set(rows) == {(m, t) for m in LAYERS for t in ("lay_task", "empty_task")}
     for model, (params, values) in LAYERS.items():
         lay, empty = rows[(model, "lay_task")], rows[(model, "empty_task")]
-        assert lay["params"] == f"{params:,}" and lay["n"] == "20"
-        assert lay["Diff-eRank ± stderr"] == f"{values[-1]:.4f} ± 0.1000"
-        assert lay["eRank ratio M1/M0"] == f"{10 / (10 + values[-1]):.4f}"
-        assert empty["Diff-eRank ± stderr"] == "n/a" and empty["eRank M1"] == "n/a"
-        assert empty["acc ± stderr"] == "0.2500 ± 0.1000"
-        assert empty["eRank ratio M1/M0"] == "-"
-    assert "n/a: every text of the task was excluded" in (out / "table.md").read_text()
+        assert lay["parameters"] == f"{params:,}" and lay["n"] == "20"
+        assert lay["Diff-eRank"] == f"{values[-1]:.4f} ± 0.1000"
+        assert lay["ratio M1/M0"] == f"{10 / (10 + values[-1]):.4f} ± 0.0100"
+        assert empty["Diff-eRank"] == "n/a" and empty["eRank(M1)"] == "n/a"
+        assert empty["acc"] == "0.2500 ± 0.1000"
+        assert empty["ratio M1/M0"] == "-"
+    assert "`n/a`: every text of the task was excluded" in (out / "comparison.md").read_text()
 
 
 def test_layer_curve_ends_at_the_lm_head_input_from_the_unsuffixed_metric(tmp_path):
-    pr = load_script("plot_results")
+    from lm_eval_erank.compare.figures import layer_series
+    from lm_eval_erank.compare.runs import load_run
+
     results = {
         "results": {"t": {"diff_erank,none": 4.0, "diff_erank_stderr,none": 0.1,
                           "diff_erank_layer0,none": 1.0, "diff_erank_layer0_stderr,none": 0.2,
@@ -326,5 +347,5 @@ def test_layer_curve_ends_at_the_lm_head_input_from_the_unsuffixed_metric(tmp_pa
     }
     path = tmp_path / "results_x.json"
     path.write_text(json.dumps(results))
-    run = pr.parse_run(path, "m")
-    assert pr.layer_series(run, "t", "diff_erank", []) == [(0, 1.0, 0.2), (1, 2.0, 0.3), (2, 4.0, 0.1)]
+    run = load_run(path, "m")
+    assert layer_series(run, "t", "diff_erank") == [(0, 1.0, 0.2), (1, 2.0, 0.3), (2, 4.0, 0.1)]

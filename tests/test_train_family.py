@@ -99,11 +99,11 @@ def test_family_grows_and_every_value_is_finite(family):
     # the table: one row per (final model or checkpoint before the last) and task
     table = markdown_tables((figures / "table.md").read_text())[""]
     assert len(table) == (4 + len(checkpoints) - 1) * len(TASKS)
-    labels = list(dict.fromkeys(r["model"] for r in table))
+    labels = list(dict.fromkeys(r["Model"] for r in table))  # lm-eval-erank compare's table
     sweep = summary["sweep_model"]
     assert labels == [m["name"] for m in models] + [f"{sweep}@{s}" for s in checkpoints[:-1]]
     assert all(r["twins"] == str(summary["settings"]["twins"]) for r in table)
-    assert all(" ± " in r["Diff-eRank ± stderr"] and " ± " in r["eRank M1 ± stderr"] for r in table)
+    assert all(" ± " in r["Diff-eRank"] and " ± " in r["eRank(M1)"] and " ± " in r["reduced loss"] for r in table)
 
 
 def test_results_are_the_harness_and_the_sweep_pays_each_twin_once(family):

@@ -194,23 +194,25 @@ def test_callback_with_twins_logs_the_twin_mean_and_spread(tiny_models):
 
 
 def test_scripts_pass_twins_on_and_mark_single_twin_results(tmp_path, capsys):
-    from .test_scripts import dry_run, load_script, markdown_tables
+    from .test_scripts import dry_run, markdown_tables
 
     out, _ = dry_run(capsys, "--models", "opt-125m=/m/a", "--tasks", "erank_piqa", "--m0-twins", "3")
     assert "m0_twins=3" in out
     out, _ = dry_run(capsys, "--models", "opt-125m=/m/a", "--tasks", "erank_piqa")
     assert "m0_twins" not in out  # one twin: the command is today's
-    plot = load_script("plot_results")
+    from lm_eval_erank.compare import report  # lm-eval-erank compare (ex plot_results.py)
+
     row = {"diff_erank,none": 2.0, "diff_erank_stderr,none": 0.3}
-    runs = []
+    paths = []
     for name, config in (("one", {"erank_m0_seed": 1}), ("three", {"erank_m0_seed": 1, "erank_m0_twins": 3})):
         path = tmp_path / name / "results_2026-01-01T00-00-00.json"
         path.parent.mkdir()
         path.write_text(json.dumps({"results": {"t": row}, "config": {"model_num_parameters": 10, **config},
                                     "model_name": name}))
-        runs.append(plot.parse_run(path, label=name))
-    assert [r.twins for r in runs] == [1, 3]
-    table = plot.table_markdown(runs, ["t"])
+        paths.append(path)
+    comparison = report.compare(paths, labels=["one", "three"])
+    assert [r.twins for r in comparison.runs] == [1, 3]
+    table = report.table_markdown(comparison) + report.table_legend(comparison)
     assert [r["twins"] for r in markdown_tables(table)[""]] == ["1", "3"]
     assert "twins 1: one random twin" in table
 

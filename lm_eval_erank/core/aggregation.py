@@ -263,3 +263,42 @@ def twin_interval_halfwidth(text_var: float, twin_var: float, k: int) -> float:
     if k < 2:
         raise ValueError("one twin: the twin variance cannot be estimated (use m0_twins >= 2)")
     return math.sqrt(1.96**2 * text_var + t975(k - 1) ** 2 * twin_var)
+
+
+# ---- the same aggregations on resamples of the documents -------------------------------------
+
+TWIN_KINDS = ("mean", "geometric_mean", "difference", "ratio")
+
+
+def resampled_twin_aggregate(items: Sequence, kind: str, rows: np.ndarray) -> np.ndarray:
+    """:func:`twin_aggregate` of ``items`` on R resamples of the documents at once.
+
+    ``items``: one per-doc value per document (None = excluded), as the harness collects them;
+    ``rows``: (R, n) indices into ``items``. Replicate r is the twin mean of the single-twin values
+    T_k over the present documents among ``items[rows[r]]`` (a document drawn twice counts twice),
+    so ``rows = arange(n)[None]`` gives ``[twin_aggregate(items)]`` (to round-off). A replicate
+    without a present document is NaN. Used by the paired bootstrap of two runs over the same
+    documents (``lm-eval-erank compare``).
+    """
+    if kind not in TWIN_KINDS:
+        raise ValueError(f"kind must be one of {TWIN_KINDS}, got {kind!r}")
+    rows = np.asarray(rows)
+    if rows.ndim != 2 or not np.issubdtype(rows.dtype, np.integer):
+        raise ValueError(f"rows must be an (R, n) integer array, got {rows.dtype} {rows.shape}")
+    n = len(items)
+    if n and (rows.min(initial=0) < 0 or rows.max(initial=0) >= n):
+        raise ValueError(f"rows index outside the {n} documents")
+    values = _matrix(items)
+    if values is None:
+        return np.full(len(rows), np.nan)
+    present_mask = np.array([x is not None for x in items], dtype=np.float64)
+    full = np.zeros((n, values.shape[1]))
+    full[present_mask == 1] = values if kind == "mean" else np.log(values)
+    # counts[r, i]: how often document i is drawn in replicate r
+    counts = np.bincount((rows + n * np.arange(len(rows))[:, None]).ravel(), minlength=n * len(rows))
+    counts = counts.reshape(len(rows), n).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        column_means = (counts @ full) / (counts @ present_mask)[:, None]
+    if kind == "mean":
+        return column_means.mean(axis=1)
+    return _twin_geometric(kind)(np.exp(column_means)).mean(axis=1)

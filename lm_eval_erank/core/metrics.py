@@ -43,6 +43,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from . import aggregation as agg
 
 AGGREGATION_PREFIX = "erank_agg_"
@@ -59,7 +61,10 @@ class MetricSpec:
     ``value`` maps a :class:`Document` (or, for the multimodal table, a row of eRanks) to the
     per-doc value; ``twins_only``: reported only with K > 1 twins; ``losses``: needs the token
     losses (absent with ``losses=false``); ``per_layer``: also reported as ``{name}_layer{i}``;
-    ``logged``: logged by ``DiffErankCallback``; ``doc``: the dataset value, in one line.
+    ``logged``: logged by ``DiffErankCallback``; ``doc``: the dataset value, in one line;
+    ``kind``: the aggregation as :func:`aggregation.resampled_twin_aggregate` names it (``mean``,
+    ``geometric_mean``, ``difference``, ``ratio``; None for counts and spreads), which recomputes
+    the dataset value on resampled documents (:func:`resampled_aggregate`).
     """
 
     name: str
@@ -72,6 +77,7 @@ class MetricSpec:
     per_layer: bool = False
     logged: bool = False
     doc: str = ""
+    kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,29 +200,33 @@ COUNT = (agg.count, agg.count_stderr)
 
 TABLE: tuple[MetricSpec, ...] = (
     MetricSpec("diff_erank", *_over_twins("difference"), True, _paired, per_layer=True, logged=True,
+               kind="difference",
                doc="exp(mean H(M0)) - exp(mean H(M1)) over texts with a defined eRank (twin mean)."),
     MetricSpec("erank_m1", *GEOMETRIC_MEAN, False, _m1, per_layer=True, logged=True,
-               doc="exp(mean H(M1)) (algorithm (a))."),
+               kind="geometric_mean", doc="exp(mean H(M1)) (algorithm (a))."),
     MetricSpec("erank_m0", *_over_twins("geometric_mean"), None, _m0, per_layer=True, logged=True,
-               doc="exp(mean H(M0)), averaged over twins."),
-    MetricSpec("erank_ratio", *_over_twins("ratio"), False, _paired, logged=True,
+               kind="geometric_mean", doc="exp(mean H(M0)), averaged over twins."),
+    MetricSpec("erank_ratio", *_over_twins("ratio"), False, _paired, logged=True, kind="ratio",
                doc="exp(mean H(M1)) / exp(mean H(M0)): the size-normalised companion of Diff-eRank (twin mean)."),
     MetricSpec("diff_erank_b", *_over_twins("mean"), True, _difference_b,
-               doc="Algorithm (b): mean over texts of eRank(M0) - eRank(M1) (twin mean)."),
-    MetricSpec("erank_m1_b", *MEAN, False, _m1, doc="Algorithm (b) for M1: mean over texts of eRank(M1)."),
+               kind="mean", doc="Algorithm (b): mean over texts of eRank(M0) - eRank(M1) (twin mean)."),
+    MetricSpec("erank_m1_b", *MEAN, False, _m1, kind="mean",
+               doc="Algorithm (b) for M1: mean over texts of eRank(M1)."),
     MetricSpec("erank_m0_b", *_over_twins("mean"), None, _m0,
-               doc="Algorithm (b) for M0: mean over texts of eRank(M0) (twin mean)."),
+               kind="mean", doc="Algorithm (b) for M0: mean over texts of eRank(M0) (twin mean)."),
     MetricSpec("erank_m0_twin_sd", _twin_sd, _no_stderr, None, _m0, twins_only=True, logged=True,
                doc="standard deviation (ddof 1) over twins of the single-twin eRank(M0); None for one twin."),
-    MetricSpec("reduced_loss", *_over_twins("mean"), True, _reduced_loss, losses=True, logged=True,
+    MetricSpec("reduced_loss", *_over_twins("mean"), True, _reduced_loss, losses=True, logged=True, kind="mean",
                doc="mean over texts of L(M0) - L(M1), L the mean token cross-entropy in nats (twin mean)."),
-    MetricSpec("loss_m1", *MEAN, False, _loss_m1, losses=True, logged=True, doc="mean over texts of L(M1)."),
+    MetricSpec("loss_m1", *MEAN, False, _loss_m1, losses=True, logged=True, kind="mean",
+               doc="mean over texts of L(M1)."),
     MetricSpec("loss_m0", *_over_twins("mean"), None, _loss_m0, losses=True,
-               doc="mean over texts of L(M0) (twin mean)."),
+               kind="mean", doc="mean over texts of L(M0) (twin mean)."),
     MetricSpec("erank_excluded", *COUNT, False, _excluded,
                doc="texts without a defined eRank under M1 or any twin (fewer than 2 tokens, or no spread)."),
     MetricSpec("erank_truncated", *COUNT, False, _truncated, doc="texts cut at max_length."),
-    MetricSpec("erank_tokens", *MEAN, None, _tokens, doc="mean tokens fed per text (after truncation)."),
+    MetricSpec("erank_tokens", *MEAN, None, _tokens, kind="mean",
+               doc="mean tokens fed per text (after truncation)."),
 )
 BY_NAME: dict[str, MetricSpec] = {m.name: m for m in TABLE}
 METRICS = tuple(m for m in TABLE if not m.twins_only)  # reported by every run
@@ -257,6 +267,21 @@ def aggregate(documents: Sequence[Mapping[str, object]]) -> dict[str, object]:
     (the per-doc dicts of :func:`per_document_values`, all from one run)."""
     names = list(documents[0]) if documents else []
     return {name: spec_of(name).aggregation([doc[name] for doc in documents]) for name in names}
+
+
+def resampled_aggregate(name: str, items: Sequence, rows) -> np.ndarray:
+    """The dataset value of metric ``name`` (``{name}_layer{i}`` too) from per-doc ``items`` (one per
+    document, None = excluded) on R resamples of the documents, ``rows`` (R, n) indices: the
+    table's aggregation recomputed per resample (``aggregation.resampled_twin_aggregate``);
+    ``rows = [range(n)]`` gives the aggregation itself.
+
+    >>> resampled_aggregate("loss_m1", [1.0, 2.0, None], [[0, 1, 2], [1, 1, 2]]).tolist()
+    [1.5, 2.0]
+    """
+    spec = spec_of(name)
+    if spec.kind is None:
+        raise ValueError(f"{name} is a {spec.aggregation.__name__}, not recomputed on resamples")
+    return agg.resampled_twin_aggregate(items, spec.kind, rows)
 
 
 def metric_list_entries(specs: Sequence[MetricSpec] = METRICS + TWIN_METRICS) -> list[dict]:

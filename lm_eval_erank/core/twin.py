@@ -114,6 +114,16 @@ def twin_config(model: PreTrainedModel, initializer_range: float | None = None):
     return config
 
 
+def twin_init_std(model: PreTrainedModel, initializer_range: float | None = None) -> float | None:
+    """The init std the twin's weights are drawn with: ``initializer_range`` when given, else the
+    (text) config's own; None when the config has none. Recorded with the results, so a comparison
+    of runs can tell twins of different inits apart (``lm-eval-erank compare``)."""
+    config = twin_config(model, initializer_range)
+    target = config.get_text_config() if hasattr(config, "get_text_config") else config
+    value = getattr(target, "initializer_range", None)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def loaded_from_gguf(model: PreTrainedModel) -> bool:
     """Whether transformers loaded ``model`` from a GGUF file (its config keeps the GGUF quantisation record)."""
     quantization = getattr(model.config, "quantization_config", None)

@@ -21,7 +21,7 @@ from ..core.measure import encode_texts, pad_token_id, pair_statistics
 from ..core.pretrained_m0 import PretrainedM0
 from ..core.progress import text_progress
 from ..core.representations import NonFiniteModelOutputError, num_layers, text_statistics
-from ..core.twin import check_twin_buildable, check_twin_supported
+from ..core.twin import check_twin_buildable, check_twin_supported, twin_init_std
 from ..core.twin_provider import make_twins
 from . import lm_eval_internals as internals
 
@@ -260,6 +260,9 @@ class ErankHFLM(HFLM):
                 "erank_m0_initializer_range": self.twin.initializer_range,
                 "erank_m0_pretrained": None if self.m0_pretrained is None else self.m0_pretrained.name,
                 "erank_m0_revision": None if self.m0_pretrained is None else self.m0_pretrained.revision,
+                "erank_m0_init_std": (None if self.m0_pretrained is not None
+                                      else twin_init_std(self.model, self.twin.initializer_range)),
+                "erank_model_type": getattr(self.model.config, "model_type", None),
                 "erank_m0_swap": self.m0_swap,
                 "erank_last_layer": num_layers(self.model),
                 "erank_m0_cache": str(self.twin.cache.path) if self.twin.cache else None,
