@@ -424,7 +424,27 @@ def test_the_newest_of_several_results_files_of_one_model_and_said_so(tmp_path):
     comparison = report.compare([tmp_path])
     assert [r.path for r in comparison.runs] == [newest.resolve()]
     assert comparison.rows[0]["diff_erank"]["value"] == 2.0
-    assert any("2 results files of this model; using the newest" in n for n in comparison.notes)
+    assert any("2 results files of this model; per task the newest" in n and "not used" in n for n in comparison.notes)
+
+
+def test_one_models_tasks_run_one_at_a_time_are_one_run(tmp_path):
+    """lm-eval writes a results file per invocation: tasks run separately into one --output_path are
+    one model's run, each task from the newest file that has it, each with its own samples file."""
+    write_results(tmp_path, "a", synthetic("a", tasks=("erank_piqa",), values={"diff_erank": 1.0}, date=1.0),
+                  "2026-01-01T00-00-00.0")
+    write_results(tmp_path, "a", synthetic("a", tasks=("erank_openbookqa",), values={"diff_erank": 3.0}, date=2.0),
+                  "2026-01-02T00-00-00.0")
+    samples = tmp_path / "a" / "samples_erank_piqa_2026-01-01T00-00-00.0.jsonl"
+    samples.write_text("")
+    write_results(tmp_path, "b", synthetic("b", tasks=("erank_piqa", "erank_openbookqa")))
+    comparison = report.compare([tmp_path / "a", tmp_path / "b"], pairs="none")
+    (a, _) = comparison.runs
+    assert sorted(a.tasks) == ["openbookqa", "piqa"]
+    assert {(r["label"], r["task"]): r["diff_erank"]["value"] for r in comparison.rows if r["label"] == "a"} == {
+        ("a", "openbookqa"): 3.0, ("a", "piqa"): 1.0}
+    assert a.samples_path("erank_piqa") == samples.resolve() and a.samples_path("erank_openbookqa") is None
+    assert any("per task the newest" in n and "erank_piqa" in n and "not used" not in n for n in comparison.notes)
+    assert not any("differ in" in n for n in comparison.notes)
 
 
 def test_labels_come_from_the_gguf_file_or_the_model_path_and_stay_distinct(tmp_path):

@@ -35,6 +35,7 @@ class TaskResult:
     metrics: dict[str, tuple[float | None, float | None]]
     n_docs: int | None
     n_original: int | None
+    path: Path | None = None  # the results file it comes from (a model's tasks may come from several)
 
     def value(self, metric: str) -> float | None:
         return self.metrics.get(metric, (None, None))[0]
@@ -132,7 +133,10 @@ class Run:
         return result.metrics.get(metric, (None, None)) if result else (None, None)
 
     def samples_path(self, task: str) -> Path | None:
-        path = self.path.parent / f"samples_{task}_{self.date_id}.jsonl"
+        """``samples_<task>_<date>.jsonl`` beside the results file the task comes from."""
+        result = self.task(task)
+        results_file = result.path if result is not None and result.path is not None else self.path
+        path = results_file.parent / f"samples_{task}_{results_file.stem[len('results_'):]}.jsonl"
         return path if path.is_file() else None
 
 
@@ -206,9 +210,9 @@ def _number_or_none(value) -> float | None:
     return float(value) if _is_number(value) else None
 
 
-def task_results(data: dict) -> dict[str, TaskResult]:
-    """{key: TaskResult} of a results file; a metric without a filter suffix is skipped, the
-    ``none`` filter preferred, else the first."""
+def task_results(data: dict, path: Path | None = None) -> dict[str, TaskResult]:
+    """{key: TaskResult} of a results file (read from ``path``); a metric without a filter suffix is
+    skipped, the ``none`` filter preferred, else the first."""
     groups = set(data.get("group_subtasks") or {}) | set(data.get("groups") or {})
     configs = data.get("configs") or {}
     n_samples = data.get("n-samples") or {}
@@ -232,7 +236,7 @@ def task_results(data: dict) -> dict[str, TaskResult]:
         key = task if is_group else standard_task_name(task, configs.get(task))
         tasks[key] = TaskResult(task, key, is_group, chosen, metrics,
                                 effective if isinstance(effective, int) else None,
-                                original if isinstance(original, int) else None)
+                                original if isinstance(original, int) else None, path)
     return tasks
 
 
@@ -285,25 +289,53 @@ def assign_labels(runs: list[Run], labels: list[str] | None) -> None:
 def load_run(path, label: str | None = None) -> Run:
     """One results file as a :class:`Run` (``label``: else the model's name)."""
     run = Run(path=Path(path).resolve(), data=read_results(Path(path)))
-    run.tasks = task_results(run.data)
+    run.tasks = task_results(run.data, run.path)
     run.label = label or default_label(run)
     return run
 
 
+# What must agree between results files merged into one model's run (else they are not one evaluation setup).
+MERGE_KEYS = ("erank_m0_checksums", "erank_m0_checksum", "erank_m0_twins", "erank_dtype", "erank_m0_init_std",
+              "erank_m0_initializer_range", "erank_layers", "model_num_parameters")
+
+
+def merge_runs(same: list[Run]) -> tuple[Run, list[str]]:
+    """One model's results files as one run: per task the newest file that has it (the run's own
+    config: the newest file's); notes saying which file gave which task and what differs between them."""
+    ordered = sorted(same, key=lambda r: (_number_or_none(r.data.get("date")) or 0.0, r.date_id))
+    newest = ordered[-1]
+    if len(ordered) == 1:
+        return newest, []
+    tasks: dict[str, TaskResult] = {}
+    for run in ordered:
+        tasks.update(run.tasks)
+    merged = Run(path=newest.path, data=newest.data, label=newest.label, tasks=tasks)
+    used = {t.path for t in tasks.values()}
+    sources = "; ".join(f"{p.name}: {', '.join(t.name for t in tasks.values() if t.path == p)}"
+                        for p in dict.fromkeys(r.path for r in ordered) if p in used)
+    unused = [str(r.path) for r in ordered if r.path not in used]
+    notes = [f"{default_label(newest)}: {len(same)} results files of this model; per task the newest ({sources})"
+             + (f"; not used (newer files have their tasks): {', '.join(unused)}" if unused else "")]
+    differing = [k for k in MERGE_KEYS if len({json.dumps(r.config.get(k), sort_keys=True) for r in ordered
+                                              if r.path in used}) > 1]
+    if differing:
+        notes.append(f"{default_label(newest)}: the files merged differ in {', '.join(differing)}; the table reports "
+                     "each task as its own file says, the model's columns as the newest file says")
+    return merged, notes
+
+
 def load_runs(paths, labels: list[str] | None = None) -> tuple[list[Run], list[str]]:
     """(runs, notes): one run per model, in the order of ``paths`` (files sorted within a directory);
-    several results files of one model (same model class and arguments): the newest, and a note."""
+    several results files of one model (same model class and arguments): per task the newest file that
+    has it (lm-eval writes one file per invocation, so tasks run one at a time land in several), and a note."""
     by_identity: dict[tuple, list[Run]] = {}
     for path in find_results_files(paths):
         run = load_run(path)
         by_identity.setdefault(run.identity, []).append(run)
     runs, notes = [], []
     for same in by_identity.values():
-        newest = max(same, key=lambda r: (_number_or_none(r.data.get("date")) or 0.0, r.date_id))
-        runs.append(newest)
-        if len(same) > 1:
-            older = ", ".join(str(r.path) for r in same if r is not newest)
-            notes.append(f"{default_label(newest)}: {len(same)} results files of this model; using the newest, "
-                         f"{newest.path} (not {older})")
+        run, said = merge_runs(same)
+        runs.append(run)
+        notes += said
     assign_labels(runs, labels)
     return runs, notes

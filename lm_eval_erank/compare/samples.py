@@ -94,7 +94,7 @@ def check_against_results(run: Run, task: TaskResult, samples: TaskSamples) -> N
     """Refuse samples that do not reproduce their results: the number of documents, the mean of
     each accuracy outcome, and every eRank metric the table aggregates (recomputed by
     ``core.metrics``) must equal the results file's values."""
-    where = f"{samples.path.name} does not match {run.path.name} ({task.name})"
+    where = f"{samples.path.name} does not match {(task.path or run.path).name} ({task.name})"
     if task.n_docs is not None and len(samples.doc_ids) != task.n_docs:
         raise CompareError(f"{where}: {len(samples.doc_ids)} documents in the samples, {task.n_docs} in the results")
     recomputed = {name: sum(v) / len(v) for name, v in samples.outcomes.items()}
