@@ -37,7 +37,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # The slowest test files first (seconds under `-n 2`, measured with --durations=0): pytest-xdist
 # (`--dist loadfile --no-loadscope-reorder`) hands out files in this order, so that the two
 # workers finish together instead of one running a long file alone at the end.
-SLOWEST_FIRST = ("test_guarantees.py", "test_cli_end_to_end.py", "test_flags.py", "test_real_model.py",
+SLOWEST_FIRST = ("test_real_model_qwen2.py", "test_guarantees.py", "test_cli_end_to_end.py", "test_flags.py",
+                 "test_real_model.py", "test_compare.py", "test_real_models_script.py",
                  "test_api.py", "test_lm_tasks.py", "test_bench_smoke.py", "test_activation.py", "test_wrapping.py",
                  "test_rough_edges.py", "test_training.py")
 

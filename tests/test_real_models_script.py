@@ -1,23 +1,24 @@
-"""scripts/real_models.py end to end at smoke size: a tiny model from a config, local data written
-here in the layout of ../shared/data (so neither the GGUF wheel nor ../shared is needed)."""
+"""scripts/real_models.py end to end at smoke size: three tiny models from configs standing in for the
+real ones, local data written here in the layout of ../shared/data (neither the real models nor
+../shared are needed), the same seeded documents for every model, the report through compare."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from lm_eval_erank import example
 
-from .test_scripts import PNG_MAGIC, load_script
+from .test_scripts import load_script
 
-TWINS, INIT = 2, 0.05
-COST = ["--cost-docs", 4, "--cost-small", 2, "--cost-repeats", 1]
+TWINS = 2
 HH_RLHF = [{"chosen": f"\n\nHuman: {q}\n\nAssistant: {a}", "rejected": f"\n\nHuman: {q}\n\nAssistant: no."}
            for q, a, _, _ in example.PIQA_DOCS]
-DOLLY = [{"prompt": f"### Instruction:\n{q}\n\n### Response:\n", "response": a} for q, a, _, _ in example.PIQA_DOCS]
+SAMPLE = {"piqa": 6, "openbookqa": 5, "winogrande": 5, "hh_rlhf": 4}
 
 
 def write_data(root):
@@ -29,126 +30,115 @@ def write_data(root):
         (root / "hh-rlhf" / subset).mkdir(parents=True)
         with gzip.open(root / "hh-rlhf" / subset / "test.jsonl.gz", "wt", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
-    example.write_jsonl(root / "dolly" / "dolly_hhrlhf_train_small.jsonl", DOLLY)
     return root
 
 
 @pytest.fixture(scope="module")
 def study(tiny_models, tmp_path_factory):
-    """One run of the script in this process: every data set, 2 twins, all layers, the cost at 4 docs."""
+    """One run of the script in this process: three models, four data sets, 2 twins, all layers."""
     root = tmp_path_factory.mktemp("real_models")
-    data, out, figures = write_data(root / "data"), root / "out", root / "figures"
+    data, out, report = write_data(root / "data"), root / "out", root / "report"
     script = load_script("real_models")
-    # an hf-erank option among the model arguments: the cost's `hf` run must not receive it
-    common = ["--model", f"tiny=pretrained={tiny_models['llama']},m0_initializer_range={INIT}", "--data", data,
-              "--twins", TWINS,
-              "--batch-size", 4, "--bootstrap-iters", 200, "--out", out, "--figures", figures]
-    assert script.main([str(a) for a in [*common, *COST]]) == 0
-    summary = json.loads((figures / "summary.json").read_text())
-    return script, common, summary, figures
+    models = [arg for arch in ("gpt2", "llama", "opt") for arg in ("--model", f"{arch}=pretrained={tiny_models[arch]}")]
+    common = [*models, "--data", data, "--twins", TWINS, "--batch-size", 4, "--bootstrap-iters", 100, "--out", out,
+              *[a for key, n in SAMPLE.items() for a in ("--sample", f"{key}={n}")]]
+    assert script.main([str(a) for a in [*common, "--report", report]]) == 0
+    return script, [str(a) for a in common], out, report
 
 
-def test_every_data_set_is_run_on_its_local_files_with_all_layers_and_twins(study):
-    _, _, summary, _ = study
-    docs = {"piqa": len(example.PIQA_DOCS), "openbookqa": len(example.OBQA_DOCS),
-            "winogrande": len(example.WINOGRANDE_DOCS), "hh_rlhf": len(HH_RLHF), "dolly": len(DOLLY)}
-    assert summary["tasks"] == {"piqa": "real_erank_piqa", "openbookqa": "real_erank_openbookqa",
-                                "winogrande": "real_erank_winogrande", "hh_rlhf": "real_erank_hh_rlhf",
-                                "dolly": "real_erank_dolly_hhrlhf_sample"}
-    by_task = {run["task"]: run for run in summary["runs"]}
-    for key, task in summary["tasks"].items():
-        run = by_task[task]
-        assert run["docs"] == docs[key], key
-        assert run["config"]["erank_m0_twins"] == TWINS and run["config"]["erank_layers"] == list(range(3))
-        assert run["config"]["erank_m0_initializer_range"] == INIT
-        assert math.isfinite(run["metrics"]["diff_erank,none"]) and run["wall_s"] > 0
-    assert by_task["real_erank_piqa"]["metrics"]["acc,none"] is not None
-    assert "acc,none" not in by_task["real_erank_hh_rlhf"]["metrics"]
+def test_every_model_runs_the_same_seeded_documents_with_twins_and_all_layers(study):
+    _, _, out, report = study
+    study_record = json.loads((report / "study.json").read_text())
+    assert {key: d["sampled"] for key, d in study_record["documents"].items()} == SAMPLE
+    for key, chosen in study_record["documents"].items():
+        assert chosen["indices"] == sorted(chosen["indices"]) and len(set(chosen["indices"])) == chosen["sampled"]
+        assert chosen["of"] > chosen["sampled"] and chosen["seed"] == 123
+    for label in ("gpt2", "llama", "opt"):
+        for key, task in study_record["tasks"].items():
+            samples = [json.loads(line) for path in (out / "runs" / label).rglob(f"samples_{task}_*.jsonl")
+                       for line in path.read_text().splitlines()]
+            assert sorted(s["doc_id"] for s in samples) == study_record["documents"][key]["indices"], (label, key)
+            assert all(len(s["erank_response"]["entropy_m0"]) == TWINS for s in samples)
+            (results_file,) = [p for p in (out / "runs" / label).rglob("results_*.json")
+                               if task in json.loads(p.read_text())["results"]]
+            config = json.loads(results_file.read_text())["config"]
+            assert config["erank_m0_twins"] == TWINS and config["erank_layers"] == list(range(config["erank_last_layer"] + 1))
+    runs = study_record["runs"]
+    assert len(runs) == 12 and all(r["wall_s"] > 0 and r["cpu_s"] > 0 for r in runs)
+    assert study_record["runs_wall_s"] == pytest.approx(sum(r["wall_s"] for r in runs))
 
 
-def test_the_layer_curves_are_the_harness_values_split_by_twin(study):
-    """At every layer the twins' mean is the harness's erank_m0 (layer L: the unsuffixed metrics)."""
-    _, _, summary, _ = study
-    for run in summary["runs"]:
-        curves, metrics = run["layers"], run["metrics"]
-        last = run["config"]["erank_last_layer"]
-        assert curves["layer"] == list(range(last + 1)) and len(curves["m0"]) == TWINS
-        for i, layer in enumerate(curves["layer"]):
-            suffix = "" if layer == last else f"_layer{layer}"
-            assert curves["m1"][i] == pytest.approx(metrics[f"erank_m1{suffix},none"], rel=1e-9)
-            twin_mean = sum(twin[i] for twin in curves["m0"]) / TWINS
-            assert twin_mean == pytest.approx(metrics[f"erank_m0{suffix},none"], rel=1e-9)
-        assert curves["m0"][0] != curves["m0"][1]  # two different draws
+def test_the_report_is_the_compare_commands_over_the_runs(study):
+    from lm_eval_erank.compare import compare
+
+    _, _, out, report = study
+    written = json.loads((report / "comparison.json").read_text())
+    again = compare([out / "runs" / label for label in ("gpt2", "llama", "opt")], labels=["gpt2", "llama", "opt"])
+    assert json.loads(json.dumps(again.to_json()))["rows"] == written["rows"]
+    assert sorted(m["label"] for m in written["models"]) == ["gpt2", "llama", "opt"]  # ordered by size
+    assert {row["task"] for row in written["rows"]} == {f"real_{key}" for key in SAMPLE}
+    assert len(written["rows"]) == 12
+    piqa = [p for p in written["pairs"] if p["task"] == "real_piqa"]
+    assert len(piqa) == 3 and all(p["n_docs"] == SAMPLE["piqa"] and math.isfinite(p["diff_erank_diff"]) for p in piqa)
+    assert {c["n"] for c in written["correlations"]} == {3}
+    assert (report / "comparison.md").is_file() and list(report.glob("*.png"))
 
 
-def test_table_figure_and_summary_are_written(study):
-    _, _, summary, figures = study
-    table = (figures / "table.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| tiny |")]
-    assert len(rows) == 5 and all("±" in row for row in rows)
-    assert "| OPT-125m (paper) | PIQA (validation) | | 1 | 0.619 | - | 4.647 |" in table
-    assert "OPT-125m (paper) | dolly" not in table  # the local dolly sample is other text than the paper's
-    assert (figures / "tiny_layers.png").read_bytes().startswith(PNG_MAGIC)
-    assert summary["command"].startswith("python ") and summary["versions"]["lm_eval"]
-    assert summary["machine"]["cpu_count"] and summary["this_invocation_wall_s"] > 0
-    assert summary["runs_and_cost_wall_s"] >= sum(run["wall_s"] for run in summary["runs"])
-    cost = summary["cost"]["tiny"]
-    # the structure only: at 4 docs the request times are timing noise (a difference can even be negative)
-    assert cost["docs"] == 4 and math.isfinite(cost["ratio_wall"]) and math.isfinite(cost["ratio_cpu"])
-    assert {side: len(runs) for side, runs in cost["runs"].items()} == {"standard": 1, "erank": 1}
-
-
-def test_resume_reuses_finished_runs(study, capsys):
-    script, common, summary, figures = study
+def test_a_rerun_reuses_every_finished_run_and_changed_settings_run_again(study, capsys):
+    script, common, out, report = study
     capsys.readouterr()
-    elsewhere = figures.parent / "figures_again"
-    assert script.main([str(a) for a in [*common, *COST, "--data-sets", "piqa,dolly", "--resume",
-                                         "--figures", elsewhere]]) == 0
+    again = Path(str(report) + "_again")
+    assert script.main([*common, "--report", str(again), "--data-sets", "piqa,hh_rlhf"]) == 0
+    assert capsys.readouterr().out.count("done before, reused") == 6
+    assert json.loads((again / "study.json").read_text())["runs"] == [
+        r for r in json.loads((report / "study.json").read_text())["runs"] if r["task"] in ("real_erank_piqa",
+                                                                                           "real_erank_hh_rlhf")]
+    fewer = [a if a != f"piqa={SAMPLE['piqa']}" else "piqa=3" for a in common]
+    assert script.main([*fewer, "--no-report", "--data-sets", "piqa", "--model",
+                        f"gpt2-again={common[common.index('--model') + 1].split('=', 1)[1]}"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("reused") == 3  # two runs and the cost
-    again = json.loads((elsewhere / "summary.json").read_text())
-    assert again["cost"] == summary["cost"]
-    assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in summary["runs"] if r["task"] in
-                                                    ("real_erank_piqa", "real_erank_dolly_hhrlhf_sample")]
+    assert "reused" not in printed and printed.count("3 docs") == 4  # the three models and the new label
 
 
-def test_a_sample_option_that_names_no_data_set_is_refused(study):
+def test_an_interrupted_study_loses_only_the_run_it_was_on(study, tiny_models, tmp_path, monkeypatch, capsys):
+    import lm_eval
+
+    script, common, _, _ = study
+    out = tmp_path / "out"
+    args = [*common[:common.index("--out")], "--out", str(out), "--data-sets", "piqa,openbookqa", "--no-report",
+            "--sample", "piqa=3", "--sample", "openbookqa=3"]
+    evaluate, calls = lm_eval.simple_evaluate, []
+
+    def interrupted(*a, **k):
+        calls.append(k["tasks"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate(*a, **k)
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        script.main(args)
+    assert sorted(p.name for p in (out / "runs" / "gpt2").glob("done_*.json")) == ["done_real_erank_piqa.json"]
+    monkeypatch.setattr(lm_eval, "simple_evaluate", evaluate)
+    capsys.readouterr()
+    assert script.main(args) == 0
+    assert capsys.readouterr().out.count("done before, reused") == 1
+
+
+def test_sample_options(study):
     script = study[0]
+    assert script.parse_args([]).sample == {"piqa": 300, "openbookqa": 300, "winogrande": 300, "hh_rlhf": 200}
+    assert script.parse_args(["--sample", "hh_rlhf=all"]).sample["hh_rlhf"] == 0
     with pytest.raises(SystemExit, match="--sample 'nope=3'"):
         script.parse_args(["--sample", "nope=3"])
 
 
-def test_the_cost_is_measured_once_per_trained_model(study, tiny_models, capsys):
-    """Two labels of one M1 that differ only in the twins' init: two runs, one cost (M1's)."""
-    script, common, summary, figures = study
-    other = ["--model", f"tiny-other-init=pretrained={tiny_models['llama']},m0_initializer_range=0.03"]
-    elsewhere = figures.parent / "figures_two_inits"
-    assert script.main([str(a) for a in [*common, *other, *COST, "--data-sets", "piqa", "--resume",
-                                         "--figures", elsewhere]]) == 0
-    again = json.loads((elsewhere / "summary.json").read_text())
-    assert list(again["cost"]) == ["tiny"] and again["cost"]["tiny"] == summary["cost"]["tiny"]
-    runs = {run["label"]: run for run in again["runs"]}
-    assert runs["tiny-other-init"]["config"]["erank_m0_initializer_range"] == 0.03
-    assert runs["tiny-other-init"]["metrics"]["erank_m1,none"] == runs["tiny"]["metrics"]["erank_m1,none"]
-    assert runs["tiny-other-init"]["metrics"]["erank_m0,none"] != runs["tiny"]["metrics"]["erank_m0,none"]
-    assert (elsewhere / "tiny-other-init_layers.png").read_bytes().startswith(PNG_MAGIC)
-
-
-def test_hh_rlhf_is_sampled_by_default_and_all_on_request(study):
-    script = study[0]
-    assert script.parse_args([]).sample == {"hh_rlhf": 400}
-    assert script.parse_args(["--sample", "hh_rlhf=all"]).sample == {}
-    assert script.parse_args(["--sample", "dolly=10"]).sample == {"hh_rlhf": 400, "dolly": 10}
-
-
-def test_the_readme_shows_the_committed_real_model_table():
-    """README "Real models" is docs/real_smollm2/table.md as scripts/real_models.py wrote it, and the cost row
-    is summary.json's."""
-    from pathlib import Path
-
+def test_the_readme_shows_the_committed_smollm2_table():
+    """README "Real models" includes docs/real_smollm2/table.md as scripts/real_models.py wrote it (as of
+    f249816: SmolLM2 with both twin inits on the full benchmarks), and the cost row is its summary.json's."""
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Real models", 1)[1].split("\n## ", 1)[0]
-    assert (root / "docs" / "real" / "table.md").read_text(encoding="utf-8").strip() in section
-    cost = json.loads((root / "docs" / "real" / "summary.json").read_text())["cost"]["SmolLM2-135M-Instruct"]
+    assert (root / "docs" / "real_smollm2" / "table.md").read_text(encoding="utf-8").strip() in section
+    cost = json.loads((root / "docs" / "real_smollm2" / "summary.json").read_text())["cost"]["SmolLM2-135M-Instruct"]
     assert f"{cost['ratio_wall']:.2f}x wall, {cost['ratio_cpu']:.2f}x CPU" in readme
