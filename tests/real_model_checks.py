@@ -9,7 +9,62 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lm_eval_erank import example
 from lm_eval_erank.testing.real_models import FetchError, fetch, real_model
+
+ACCURACY = {"piqa": ("acc", "acc_norm"), "openbookqa": ("acc", "acc_norm"), "winogrande": ("acc",)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One torch thread while a real-model file runs (imported there): under pytest-xdist two workers
+    share the two cores, and two threads per worker made the forwards about 2.5x slower here."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def benchmark_tasks(directory, prefix: str, docs: dict[str, int]):
+    """Local PIQA/OpenBookQA/WinoGrande-shaped tasks on the first ``docs[name]`` of the example's documents:
+    (TaskManager over them only, {benchmark: erank task}, {benchmark: standard task})."""
+    from lm_eval.tasks import TaskManager
+
+    rows = {"piqa": example.piqa_rows, "openbookqa": example.openbookqa_rows, "winogrande": example.winogrande_rows}
+    erank_tasks = example.write_local_tasks(directory, prefix=prefix,
+                                            rows_override={name: rows[name]()[:n] for name, n in docs.items()})
+    standard_tasks = {name: task.replace("_erank_", "_") for name, task in erank_tasks.items()}
+    return TaskManager(include_path=str(directory), include_defaults=False), erank_tasks, standard_tasks
+
+
+def erank_model(key: str, options: str):
+    """``hf-erank`` on a real model's GGUF file, created as simple_evaluate creates it (kept to inspect M1 and M0)."""
+    import lm_eval.api.registry
+
+    folder, name = gguf_file(key)
+    return lm_eval.api.registry.get_model("hf-erank").create_from_arg_string(
+        f"pretrained={folder},gguf_file={name},{options}", {"device": "cpu", "batch_size": 8})
+
+
+def hf_on_the_same_weights(erank_lm):
+    """lm-eval's ``hf`` (HFLM) on the weights and tokenizer ``erank_lm`` loaded (not loaded twice)."""
+    import lm_eval.api.registry
+
+    return lm_eval.api.registry.get_model("hf")(pretrained=erank_lm.model, tokenizer=erank_lm.tokenizer,
+                                                 batch_size=8, device="cpu")
+
+
+def accuracy_equals_hf_per_document(erank_run: dict, hf_run: dict, tasks) -> None:
+    """Each benchmark's acc (and acc_norm) per document and in the results: hf-erank's equal hf's."""
+    _, erank_tasks, standard_tasks = tasks
+    for name, metrics in ACCURACY.items():
+        ours, theirs = erank_run["results"][erank_tasks[name]], hf_run["results"][standard_tasks[name]]
+        for metric in metrics:
+            assert ours[f"{metric},none"] == theirs[f"{metric},none"], (name, metric)
+            ours_per_doc = sorted((s["doc_id"], s[metric]) for s in erank_run["samples"][erank_tasks[name]])
+            theirs_per_doc = sorted((s["doc_id"], s[metric]) for s in hf_run["samples"][standard_tasks[name]])
+            assert ours_per_doc == theirs_per_doc, (name, metric)
+    assert 0 < erank_run["results"][erank_tasks["piqa"]]["acc,none"] < 1  # a real score, not a constant
 
 
 def gguf_file(key: str):

@@ -25,10 +25,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lm_eval_erank import example
 from lm_eval_erank.testing.real_models import real_model
 
-from .real_model_checks import Reference, erank_samples, gguf_file, twin_config_equals_m1s
+from .real_model_checks import (Reference, accuracy_equals_hf_per_document, benchmark_tasks, erank_model,
+                                erank_samples, hf_on_the_same_weights, twin_config_equals_m1s)
+from .real_model_checks import one_torch_thread  # noqa: F401  (an autouse fixture: one torch thread here)
 
 MODEL = "smollm2-135m-instruct"
 TWINS, SEED, LAYERS, WIDTH = 2, 1234, 30, 576
@@ -36,7 +37,6 @@ CHECKED_LAYERS = (0, 15, LAYERS)  # embeddings, a middle block, the LM head's in
 DOCS = {"piqa": 8, "openbookqa": 6, "winogrande": 6}
 ERANK_OPTIONS = f"dtype=float32,m0_seed={SEED},m0_twins={TWINS},layers=all"
 RUN_OPTIONS = {"device": "cpu", "batch_size": 8, "bootstrap_iters": 1000, "log_samples": True}
-ACCURACY = {"piqa": ("acc", "acc_norm"), "openbookqa": ("acc", "acc_norm"), "winogrande": ("acc",)}
 TOLERANCE = 1e-5
 PUBLISHED_INITIALIZER_RANGE = real_model(MODEL).initializer_range  # 1/24, published; the GGUF metadata has none
 
@@ -44,27 +44,9 @@ PUBLISHED_INITIALIZER_RANGE = real_model(MODEL).initializer_range  # 1/24, publi
 # ---- shared runs ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One torch thread while this file runs: under pytest-xdist two workers share the two cores,
-    and two threads per worker made the forwards about 2.5x slower here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory):
-    """(TaskManager over the written tasks only, {benchmark: erank task}, {benchmark: standard task})."""
-    from lm_eval.tasks import TaskManager
-
-    directory = tmp_path_factory.mktemp("real_tasks")
-    rows = {"piqa": example.piqa_rows, "openbookqa": example.openbookqa_rows, "winogrande": example.winogrande_rows}
-    erank_tasks = example.write_local_tasks(directory, prefix="real",
-                                            rows_override={name: rows[name]()[:n] for name, n in DOCS.items()})
-    standard_tasks = {name: task.replace("_erank_", "_") for name, task in erank_tasks.items()}
-    return TaskManager(include_path=str(directory), include_defaults=False), erank_tasks, standard_tasks
+    return benchmark_tasks(tmp_path_factory.mktemp("real_tasks"), "real", DOCS)
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +56,7 @@ def m0_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def erank_lm(m0_cache):
-    """``hf-erank`` on the GGUF file, created as simple_evaluate creates it (kept to inspect M1 and M0)."""
-    import lm_eval.api.registry
-
-    folder, name = gguf_file(MODEL)
-    args = f"pretrained={folder},gguf_file={name},{ERANK_OPTIONS},m0_cache={m0_cache}"
-    return lm_eval.api.registry.get_model("hf-erank").create_from_arg_string(args, {"device": "cpu", "batch_size": 8})
+    return erank_model(MODEL, f"{ERANK_OPTIONS},m0_cache={m0_cache}")
 
 
 def evaluate(model, tasks, names, **kwargs) -> dict:
@@ -97,12 +74,7 @@ def gguf_run(erank_lm, tasks):
 
 @pytest.fixture(scope="module")
 def hf_run(erank_lm, tasks):
-    """lm-eval's ``hf`` (HFLM) on the weights and tokenizer loaded from the GGUF file (not loaded twice)."""
-    import lm_eval.api.registry
-
-    hf = lm_eval.api.registry.get_model("hf")(pretrained=erank_lm.model, tokenizer=erank_lm.tokenizer,
-                                               batch_size=8, device="cpu")
-    return evaluate(hf, tasks, tasks[2])
+    return evaluate(hf_on_the_same_weights(erank_lm), tasks, tasks[2])
 
 
 def save_plain_copy(model, tokenizer, directory: Path) -> Path:
@@ -152,15 +124,7 @@ def test_the_gguf_file_loads_as_the_real_30_layer_model_in_float(erank_lm, gguf_
 
 
 def test_accuracy_equals_the_standard_task_under_hf(gguf_run, hf_run, tasks):
-    _, erank_tasks, standard_tasks = tasks
-    for name, metrics in ACCURACY.items():
-        ours, theirs = gguf_run["results"][erank_tasks[name]], hf_run["results"][standard_tasks[name]]
-        for metric in metrics:
-            assert ours[f"{metric},none"] == theirs[f"{metric},none"], (name, metric)
-        ours_per_doc = sorted((s["doc_id"], s["acc"]) for s in gguf_run["samples"][erank_tasks[name]])
-        theirs_per_doc = sorted((s["doc_id"], s["acc"]) for s in hf_run["samples"][standard_tasks[name]])
-        assert ours_per_doc == theirs_per_doc, name
-    assert 0 < gguf_run["results"][erank_tasks["piqa"]]["acc,none"] < 1  # a real score, not a constant
+    accuracy_equals_hf_per_document(gguf_run, hf_run, tasks)
 
 
 def test_per_text_erank_and_loss_of_m1_equal_a_float64_computation(reference_m1, gguf_run, tasks):

@@ -17,9 +17,9 @@ import math
 import pytest
 import torch
 
-from lm_eval_erank import example
-
-from .real_model_checks import Reference, erank_samples, gguf_file, twin_config_equals_m1s
+from .real_model_checks import (Reference, accuracy_equals_hf_per_document, benchmark_tasks, erank_model,
+                                erank_samples, hf_on_the_same_weights, twin_config_equals_m1s)
+from .real_model_checks import one_torch_thread  # noqa: F401  (an autouse fixture: one torch thread here)
 
 MODEL = "qwen2.5-coder-0.5b-instruct"
 SEED, LAYERS, WIDTH, VOCABULARY = 1234, 24, 896, 151_936
@@ -27,30 +27,12 @@ CHECKED_LAYERS = (0, 12, LAYERS)  # embeddings, a middle block, the LM head's in
 DOCS = {"piqa": 8, "openbookqa": 8, "winogrande": 8}
 ERANK_OPTIONS = f"dtype=float32,m0_seed={SEED},layers=0:12,m0_cache=off"
 RUN_OPTIONS = {"device": "cpu", "batch_size": 8, "bootstrap_iters": 100, "log_samples": True}
-ACCURACY = {"piqa": ("acc", "acc_norm"), "openbookqa": ("acc", "acc_norm"), "winogrande": ("acc",)}
 TOLERANCE = 1e-5
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One torch thread: under pytest-xdist two workers share the two cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory):
-    """(TaskManager over the written tasks only, {benchmark: erank task}, {benchmark: standard task})."""
-    from lm_eval.tasks import TaskManager
-
-    directory = tmp_path_factory.mktemp("qwen2_tasks")
-    rows = {"piqa": example.piqa_rows, "openbookqa": example.openbookqa_rows, "winogrande": example.winogrande_rows}
-    erank_tasks = example.write_local_tasks(directory, prefix="qwen2",
-                                            rows_override={name: rows[name]()[:n] for name, n in DOCS.items()})
-    standard_tasks = {name: task.replace("_erank_", "_") for name, task in erank_tasks.items()}
-    return TaskManager(include_path=str(directory), include_defaults=False), erank_tasks, standard_tasks
+    return benchmark_tasks(tmp_path_factory.mktemp("qwen2_tasks"), "qwen2", DOCS)
 
 
 def evaluate(model, tasks, names) -> dict:
@@ -61,12 +43,7 @@ def evaluate(model, tasks, names) -> dict:
 
 @pytest.fixture(scope="module")
 def erank_lm():
-    """``hf-erank`` on the GGUF file, created as simple_evaluate creates it (kept to inspect M1 and M0)."""
-    import lm_eval.api.registry
-
-    folder, name = gguf_file(MODEL)
-    args = f"pretrained={folder},gguf_file={name},{ERANK_OPTIONS}"
-    return lm_eval.api.registry.get_model("hf-erank").create_from_arg_string(args, {"device": "cpu", "batch_size": 8})
+    return erank_model(MODEL, ERANK_OPTIONS)
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +53,7 @@ def gguf_run(erank_lm, tasks):
 
 @pytest.fixture(scope="module")
 def hf_run(erank_lm, tasks):
-    """lm-eval's ``hf`` (HFLM) on the weights and tokenizer loaded from the GGUF file (not loaded twice)."""
-    import lm_eval.api.registry
-
-    hf = lm_eval.api.registry.get_model("hf")(pretrained=erank_lm.model, tokenizer=erank_lm.tokenizer,
-                                               batch_size=8, device="cpu")
-    return evaluate(hf, tasks, tasks[2])
+    return evaluate(hf_on_the_same_weights(erank_lm), tasks, tasks[2])
 
 
 def test_the_gguf_file_loads_as_the_real_qwen2_model_in_float(erank_lm, gguf_run):
@@ -95,15 +67,7 @@ def test_the_gguf_file_loads_as_the_real_qwen2_model_in_float(erank_lm, gguf_run
 
 
 def test_accuracy_per_document_equals_the_standard_task_under_hf(gguf_run, hf_run, tasks):
-    _, erank_tasks, standard_tasks = tasks
-    for name, metrics in ACCURACY.items():
-        ours, theirs = gguf_run["results"][erank_tasks[name]], hf_run["results"][standard_tasks[name]]
-        for metric in metrics:
-            assert ours[f"{metric},none"] == theirs[f"{metric},none"], (name, metric)
-            ours_per_doc = sorted((s["doc_id"], s[metric]) for s in gguf_run["samples"][erank_tasks[name]])
-            theirs_per_doc = sorted((s["doc_id"], s[metric]) for s in hf_run["samples"][standard_tasks[name]])
-            assert ours_per_doc == theirs_per_doc, (name, metric)
-    assert 0 < gguf_run["results"][erank_tasks["piqa"]]["acc,none"] < 1  # a real score, not a constant
+    accuracy_equals_hf_per_document(gguf_run, hf_run, tasks)
 
 
 @pytest.mark.parametrize("side", ["M1", "M0"])
