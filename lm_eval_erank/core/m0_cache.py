@@ -35,6 +35,7 @@ import torch
 import transformers
 
 from .._version import __version__
+from .errors import ErankError
 
 # Config fields that do not decide M0's weights or its outputs under our forward: they name or
 # describe the checkpoint (the dtype and the versions are keyed on their own), steer generation
@@ -54,7 +55,7 @@ _AVOID = ("choose a writable directory with m0_cache=DIR (or $LM_EVAL_ERANK_CACH
 logger = logging.getLogger("lm_eval.erank.m0_cache")
 
 
-class M0CacheError(OSError):
+class M0CacheError(ErankError, OSError):
     """M0's results cache cannot be used (directory not writable, file unreadable)."""
 
 

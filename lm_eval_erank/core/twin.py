@@ -11,10 +11,11 @@ import torch
 from transformers import PreTrainedModel
 
 from .checks import check_seed
+from .errors import ErankError, ErankValueError
 
 logger = logging.getLogger("lm_eval.erank.twin")
 
-class TwinOutOfMemoryError(torch.OutOfMemoryError):
+class TwinOutOfMemoryError(ErankError, torch.OutOfMemoryError):
     """Building M0 ran out of device memory; the message names the options that help."""
 
 
@@ -66,11 +67,11 @@ def check_twin_supported(model: PreTrainedModel) -> None:
     """Raise a clear error for models whose twin the wrapper cannot build or read."""
     config = model.config
     if getattr(config, "is_encoder_decoder", False):
-        raise ValueError(
+        raise ErankValueError(
             f"hf-erank needs a decoder-only causal LM; {type(model).__name__} is encoder-decoder"
         )
     if model.get_output_embeddings() is None:
-        raise ValueError(
+        raise ErankValueError(
             f"hf-erank reads the input of the LM head, but {type(model).__name__} has none; "
             "load a *ForCausalLM model"
         )
@@ -94,7 +95,7 @@ def _construct(model: PreTrainedModel, config, device: torch.device) -> PreTrain
             "smaller dtype (dtype=bfloat16)."
         ) from err
     except Exception as err:  # e.g. remote-code models whose config cannot be re-instantiated
-        raise ValueError(
+        raise ErankValueError(
             f"cannot build the random twin M0 of {type(model).__name__} from its config: "
             f"{type(err).__name__}: {err}"
         ) from err

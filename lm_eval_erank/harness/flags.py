@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from lm_eval.api import registry
 
+from ..core.errors import ErankValueError
 from ..core.metrics import TABLE
 from . import lm_eval_internals as internals
 from .model import ErankHFLM
@@ -27,7 +28,7 @@ OUR_REQUESTS = (ERANK_REQUEST, MULTIMODAL_REQUEST)
 REQUEST_KEYS = ("arguments", "resps", "filtered_resps")  # one entry per request in a logged sample
 
 
-class UnsupportedFlagError(ValueError):
+class UnsupportedFlagError(ErankValueError):
     """A run flag that cannot work with an erank model, refused before the model loads."""
 
 

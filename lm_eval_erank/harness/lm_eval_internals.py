@@ -27,7 +27,8 @@ YAML loader                        0.4.12+: ``lm_eval.tasks._yaml_loader.load_ya
                                    ``__init__(output_path=...)``: the same in all.
 registries                         ``Registry._objs`` and lazy ``register(name, target=...)``:
                                    the same in all (``lm_eval.api.registry``).
-CLI                                ``lm_eval._cli.HarnessCLI`` (``_parser``, ``_subparsers``) and
+CLI                                ``lm_eval._cli.HarnessCLI`` (``_parser``, ``_subparsers``),
+                                   its package ``lm_eval._cli`` (every command's code) and
                                    ``lm_eval.utils.setup_logging``: the same in all.
 ``LM`` request methods             a method per request type on ``lm_eval.api.model.LM``: the same.
 ``ConfigurableTask`` internals     ``_metric_fn_list`` / ``_metric_fn_kwargs``, ``_instances``,
@@ -62,10 +63,12 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from ..core.errors import ErankError
+
 SUPPORTED_LM_EVAL = ("0.4.10", "0.4.13")  # oldest, newest: the releases CI proves (both ends)
 
 
-class UnsupportedLmEvalError(RuntimeError):
+class UnsupportedLmEvalError(ErankError, RuntimeError):
     """The installed lm-eval is outside the releases this plugin supports."""
 
 
@@ -304,6 +307,20 @@ def harness_cli(extra_help: str = ""):
     for parser in (cli._parser, cli._subparsers.choices["run"]):
         parser.epilog = f"{parser.epilog or ''}\n{extra_help}"
     return cli
+
+
+CLI_PACKAGE = "lm_eval._cli"  # lm-eval's command line (HarnessCLI and its subcommands): the same in all
+
+
+def raised_through_cli(traceback, entry_modules: tuple[str, ...] = ()) -> bool:
+    """Whether an exception's ``traceback`` passes through lm-eval's command line (the code of
+    ``lm_eval`` / ``lm-eval`` / ``python -m lm_eval``) or a module of ``entry_modules``."""
+    while traceback is not None:
+        module = traceback.tb_frame.f_globals.get("__name__", "")
+        if module == CLI_PACKAGE or module.startswith(CLI_PACKAGE + ".") or module in entry_modules:
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 # ---- the evaluator's entry and write-out, the sample loggers ---------------------------------

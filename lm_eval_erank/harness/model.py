@@ -14,6 +14,7 @@ from lm_eval.models.huggingface import HFLM
 from .._version import __version__
 from ..core.checks import check_bool, check_int, check_positive_float, check_seed, parse_layers
 from ..core.collapse import warn_if_collapsed
+from ..core.errors import ErankValueError
 from ..core.exclusions import excluded_reason, warn_excluded, warn_truncated
 from ..core.m0_cache import DEFAULT_CACHE, check_writable, resolve_cache
 from ..core.measure import encode_texts, pad_token_id, pair_statistics
@@ -75,7 +76,7 @@ class ErankHFLM(HFLM):
         initializer_range = check_positive_float("m0_initializer_range", m0_initializer_range, allow_none=True,
                                                  from_text=True)
         if self.m0_swap and m0_device is not None:  # TwinProvider checks it too
-            raise ValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
+            raise ErankValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
         cache_dir = resolve_cache(DEFAULT_CACHE if m0_cache is None else str(m0_cache))
         if cache_dir is not None:
             check_writable(cache_dir)  # not after every forward has run
@@ -84,13 +85,13 @@ class ErankHFLM(HFLM):
         except TypeError as err:
             if "unexpected keyword argument" not in str(err):
                 raise
-            raise ValueError(
+            raise ErankValueError(
                 f"hf-erank got a model argument nobody accepts ({err}). It takes every --model hf "
                 f"argument plus {', '.join(self.OWN_ARGUMENTS)}; other keys are passed to "
                 "from_pretrained, which rejected this one."
             ) from err
         if self.backend != "causal":
-            raise ValueError("hf-erank needs a decoder-only causal LM (backend 'causal'); got an encoder-decoder")
+            raise ErankValueError("hf-erank needs a decoder-only causal LM (backend 'causal'); got an encoder-decoder")
         check_twin_supported(self.model)
         self.layers = parse_layers(str(layers), num_layers(self.model))
         self._use_cpu_processes_as_data_parallel_ranks()
@@ -118,7 +119,7 @@ class ErankHFLM(HFLM):
                 close = (difflib.get_close_matches(key, cls.OWN_ARGUMENTS, n=1, cutoff=0.75)
                          or difflib.get_close_matches(key, hf, n=1, cutoff=0.85))
                 if close:
-                    raise ValueError(f"hf-erank: unknown model argument {key!r}; did you mean {close[0]}? "
+                    raise ErankValueError(f"hf-erank: unknown model argument {key!r}; did you mean {close[0]}? "
                                      f"(hf-erank's own: {', '.join(cls.OWN_ARGUMENTS)}; every --model hf argument works)")
 
     @property

@@ -35,6 +35,7 @@ from lm_eval.api.task import ConfigurableTask
 from ..core import alignment as mm
 from ..core.alignment import MULTIMODAL_METRICS
 from ..core.checks import check_rotation
+from ..core.errors import ErankValueError
 from ..core.metrics import metric_list_entries
 from . import lm_eval_internals as internals
 from .request_types import MULTIMODAL_REQUEST
@@ -74,7 +75,7 @@ class MultimodalErankTask(ConfigurableTask):
             return None
         root = os.path.expandvars(str(self.image_root))
         if "$" in root:
-            raise ValueError(
+            raise ErankValueError(
                 f"task {self.config.task}: mm_image_root {self.image_root!r} names an environment variable "
                 "that is not set; set it to the directory holding the images"
             )

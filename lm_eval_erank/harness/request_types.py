@@ -3,6 +3,7 @@ them, and the error every other model gives (instead of lm-eval's ``AttributeErr
 
 from __future__ import annotations
 
+from ..core.errors import ErankError
 from . import lm_eval_internals as internals
 
 ERANK_REQUEST = "erank"
@@ -15,12 +16,16 @@ REQUEST_SERVERS = {
 }
 
 
+class RequestNotServedError(ErankError, NotImplementedError):
+    """A task sends a request type the model does not serve; the message names the model that does."""
+
+
 def missing_request_method(request_type: str):
     """An LM method for ``request_type`` on models that do not serve it: a clear error naming the fix."""
     tasks, model, base = REQUEST_SERVERS[request_type]
 
     def missing(self, requests, *args, **kwargs):
-        raise NotImplementedError(
+        raise RequestNotServedError(
             f"the {tasks} tasks send '{request_type}' requests, which {type(self).__name__} does not serve. "
             f"Run them with --model {model} (it accepts every --model {base} argument)."
         )

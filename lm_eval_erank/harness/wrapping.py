@@ -39,6 +39,7 @@ from typing import Any
 
 from lm_eval.api.task import ConfigurableTask
 
+from ..core.errors import ErankValueError
 from . import lm_eval_internals as internals
 from .lm_eval_internals import TaskIndex, task_index
 from .task_dirs import task_dir
@@ -47,7 +48,7 @@ PREFIX = "erank_"
 _STRUCTURAL_KEYS = ("tag", "group", "task_list")
 
 
-class WrapError(ValueError):
+class WrapError(ErankValueError):
     """``erank_<name>`` cannot be built for this name."""
 
 
