@@ -194,3 +194,27 @@ def check_samples(images, texts) -> tuple[list, list[str]]:
         raise ErankValueError(f"{len(images)} images but {len(texts)} texts: one image per text")
     return images, texts
 
+
+def check_pretrained_path(pretrained) -> None:
+    """``pretrained=`` names a folder or a hub repository; an existing file is refused, saying
+    how to pass it (a GGUF file: its folder as ``pretrained`` and its name as ``gguf_file``).
+
+    >>> check_pretrained_path("HuggingFaceTB/SmolLM2-135M")
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     open(os.path.join(folder, "model.gguf"), "w").close()
+    ...     check_pretrained_path(os.path.join(folder, "model.gguf"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lm_eval_erank.core.errors.ErankValueError: pretrained=.../model.gguf is a GGUF file; transformers loads one from its folder: --model_args pretrained=...,gguf_file=model.gguf (README "GGUF files")
+    """
+    if not isinstance(pretrained, (str, os.PathLike)):
+        return  # None, or an already-loaded model object: HFLM accepts those
+    path = Path(pretrained).expanduser()
+    if not path.is_file():
+        return
+    if path.suffix.lower() == ".gguf":
+        raise ErankValueError(f"pretrained={pretrained} is a GGUF file; transformers loads one from its folder: "
+                              f"--model_args pretrained={path.parent},gguf_file={path.name} (README \"GGUF files\")")
+    raise ErankValueError(f"pretrained={pretrained} is a file; give the folder holding the model's config.json "
+                          f"and weights (pretrained={path.parent}) or a hub repository name")

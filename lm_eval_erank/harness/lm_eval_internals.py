@@ -323,6 +323,18 @@ def raised_through_cli(traceback, entry_modules: tuple[str, ...] = ()) -> bool:
     return False
 
 
+def model_arguments(model_args) -> dict[str, Any]:
+    """``simple_evaluate``'s ``model_args`` (a ``key=value,...`` string or a dict) as the dict
+    lm-eval makes of it."""
+    if isinstance(model_args, dict):
+        return model_args
+    if not model_args:
+        return {}
+    from lm_eval.utils import simple_parse_args_string
+
+    return simple_parse_args_string(model_args)
+
+
 # ---- the evaluator's entry and write-out, the sample loggers ---------------------------------
 
 def check_evaluation_arguments(check: Callable[[dict], None]) -> None:

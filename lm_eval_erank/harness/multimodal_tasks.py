@@ -47,6 +47,8 @@ class MultimodalErankTask(ConfigurableTask):
     """A representation-only task: each document sends one ``erank_multimodal`` request
     (text, image source, options) and reports eRank1..5 and the two alignment scores."""
 
+    ERANK_REQUEST_TYPE = MULTIMODAL_REQUEST
+
     def __init__(self, config: dict[str, Any] | None = None, **kwargs) -> None:
         config = dict(internals.with_task_manager_metadata(config or {}))
         self._image_source = config.get("mm_image", "image")

@@ -103,6 +103,8 @@ class GoldTextError(ErankValueError):
 class ErankTask(ConfigurableTask):
     """A ConfigurableTask whose documents also yield an ``erank`` request (the gold text)."""
 
+    ERANK_REQUEST_TYPE = ERANK_REQUEST
+
     def __init__(self, config: dict[str, Any] | None = None, **kwargs) -> None:
         merged = merged_config(internals.with_task_manager_metadata(config or {}))
         self._erank_text_fn = merged.get("erank_text")
