@@ -51,7 +51,7 @@ class DiffErankCallback(TrainerCallback):
                  m0_initializer_range: float | None = None):
         """``texts``: the held-out texts (a sequence of strings); ``tokenizer``: default the
         Trainer's (``processing_class``/``tokenizer``); ``m0_cache``: M0's results cache
-        directory (default the harness's, ``$LM_EVAL_ERANK_CACHE`` or ``~/.cache/lm_eval_erank/m0``;
+        directory (default the harness's, ``$LM_EVAL_ERANK_CACHE/m0`` or ``~/.cache/lm_eval_erank/m0``;
         None or ``"off"``: none); ``progress``: a bar and a line per evaluation; the other options
         as in ``diff_erank``. Arguments are checked here, against ``trainer.model``, not at the
         first evaluation.

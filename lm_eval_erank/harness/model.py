@@ -37,7 +37,7 @@ class ErankHFLM(HFLM):
         m0_device: device for M0 (default: M1's device), for when both do not fit on one.
         layers: hidden states to measure besides the LM head's input: ``last`` (default),
             ``paper``, ``all`` or indices joined by ':' (0 = embeddings, i = block i).
-        m0_cache: directory of M0's cached per-text results (default: ``$LM_EVAL_ERANK_CACHE``,
+        m0_cache: directory of M0's cached per-text results (default: ``$LM_EVAL_ERANK_CACHE/m0``,
             else ``~/.cache/lm_eval_erank/m0``), or ``off``; checked writable before the model loads.
         m0_swap: ``true`` lets M1 and M0 take turns on M1's device, for a device that cannot
             hold both: M1 runs over every erank text, moves to the CPU, M0 is built on the
