@@ -127,17 +127,19 @@ def loaded_from_gguf(model: PreTrainedModel) -> bool:
 
 def warn_if_gguf_init_unknown(model: PreTrainedModel, initializer_range: float | None) -> None:
     """A GGUF file's metadata has no ``initializer_range``: without ``m0_initializer_range`` the
-    twin takes the config class's default, which can differ from the published model's and
-    decides the twin's collapse (README "When Diff-eRank is negative"); say so, once per M1."""
+    twin takes the config class's default, which may differ from the published model's and
+    decides the twin's collapse (README "When Diff-eRank is negative"); say what the twin got and
+    how to check and pass the published value, once per M1."""
     if initializer_range is not None or not loaded_from_gguf(model):
         return
-    default = getattr(twin_config(model), "initializer_range", None)
+    config = twin_config(model)
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
     logger.warning(
-        "erank: %s was loaded from a GGUF file, whose metadata carries no initializer_range: the random twin M0 "
-        "is initialised with %s's default (%s), which can differ from the published config of the model "
-        "(SmolLM2-135M: 1/24 = 0.0417) and changes eRank(M0) and the sign of Diff-eRank. Pass the published "
-        "value as m0_initializer_range=... (README \"When Diff-eRank is negative\").",
-        type(model).__name__, type(model.config).__name__, default,
+        "erank: %s was loaded from a GGUF file, whose metadata carries no initializer_range, so the random twin "
+        "M0 is initialised with %s's default, initializer_range=%s. If the model's published config.json (on its "
+        "hub page) gives another initializer_range, pass that value as m0_initializer_range=<value>: the init std "
+        "changes eRank(M0) and can turn the sign of Diff-eRank (README \"When Diff-eRank is negative\").",
+        type(model).__name__, type(config).__name__, getattr(config, "initializer_range", None),
     )
 
 
