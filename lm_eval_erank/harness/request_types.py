@@ -90,6 +90,8 @@ def requests_sent(index, spec) -> dict[str, set[str]]:
             return
         seen.add(item)
         kind = index.kind(item)
+        if kind == "task":  # a YAML task without a class of its own (lm-eval's index says so): not ours, nothing to load
+            return
         if kind == "tag":
             for member in index.members(item):
                 visit(member)
