@@ -37,6 +37,7 @@ SUBSET = (
     "tests/test_lm_eval_internals.py",
     "tests/test_cli_end_to_end.py",
     "tests/test_wrapping.py",
+    "tests/test_first_run.py",  # refusals before the model loads, --output_path and its fallback, two-line errors
     "tests/test_flags.py",  # every run flag beside --model hf (Trackio's: 0.4.12+, skipped on older releases)
     "tests/test_guarantees.py::test_interrupts_are_deferred_until_a_write_finishes",  # the Ctrl-C-safe writes
     "tests/test_guarantees.py::test_ctrl_c_during_a_run_leaves_no_partial_output",
