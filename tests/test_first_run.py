@@ -102,6 +102,15 @@ def test_an_erank_task_under_a_model_without_erank_is_refused_before_it_loads(lm
     assert_two_lines(caught.value, capsys)
 
 
+def test_an_image_text_task_under_a_text_model_is_refused_before_it_loads(lm_eval, no_model_load, tmp_path):
+    with pytest.raises(RequestNotServedError) as caught:
+        lm_eval(["--model", "hf-erank", "--model_args", f"pretrained={tmp_path / 'absent'}", "--tasks",
+                 "erank_mm_detail_23k"])
+    assert str(caught.value) == ("the tasks erank_mm_detail_23k send 'erank_multimodal' requests, which ErankHFLM does "
+                                 "not serve. Run them with --model hf-multimodal-erank (it accepts every --model "
+                                 "hf-multimodal argument).")
+
+
 def test_models_that_serve_the_tasks_go_on_to_load(lm_eval, no_model_load, tmp_path):
     """No false refusal: hf on a standard task, hf-erank on an erank task reach the model load."""
     for model, task in (("hf", "arc_easy"), ("hf-erank", "erank_piqa")):
