@@ -12,6 +12,8 @@ once for the module.
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import importlib.util
 import json
 import logging
@@ -326,3 +328,19 @@ def test_the_readmes_local_files_task_runs_as_written(lm_eval, tiny_models, tmp_
         linking = README.split(section_name, 1)[1].split("\n## ", 1)[0]
         assert "[Local data files](#local-data-files)" in linking, section_name
     assert "shared/data" not in README.split("## Real models", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_examples_of_what_this_issue_added_run():
+    """The ``>>>`` examples of the modules this issue touched (the others run in test_rough_edges)."""
+    register()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    ran = set()
+    for name in ("core.errors", "core.m0_cache", "core.checks", "harness.wrapping", "harness.request_types",
+                 "harness.writers", "harness.lm_eval_internals"):
+        module = importlib.import_module(f"lm_eval_erank.{name}")
+        for test in doctest.DocTestFinder().find(module):
+            if test.examples:
+                assert runner.run(test, out=lambda text: None).failed == 0, test.name
+                ran.add(test.name.rsplit(".", 1)[-1])
+    assert {"short_report", "traceback_requested", "move_legacy_entries", "check_pretrained_path",
+            "unknown_task_message", "not_served_message", "check_output_path", "model_arguments"} <= ran, ran

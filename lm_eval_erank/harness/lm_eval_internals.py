@@ -380,7 +380,11 @@ def raised_through_cli(traceback, entry_modules: tuple[str, ...] = ()) -> bool:
 
 def model_arguments(model_args) -> dict[str, Any]:
     """``simple_evaluate``'s ``model_args`` (a ``key=value,...`` string or a dict) as the dict
-    lm-eval makes of it."""
+    lm-eval makes of it.
+
+    >>> model_arguments("pretrained=/models/smollm2,gguf_file=model.gguf")
+    {'pretrained': '/models/smollm2', 'gguf_file': 'model.gguf'}
+    """
     if isinstance(model_args, dict):
         return model_args
     if not model_args:

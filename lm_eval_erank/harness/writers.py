@@ -20,7 +20,7 @@ import signal
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..core.cache_root import cache_root
@@ -81,7 +81,18 @@ class ResultsNotSavedError(ErankError, OSError):
 def check_output_path(output_path) -> None:
     """OutputPathError unless a file can be created in ``output_path``'s directory (the path
     itself, or its parent for a ``.json`` file name): the missing folders are created, a probe
-    file is written and removed, and the folders created for it are removed again."""
+    file is written and removed, and the folders created for it are removed again.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     check_output_path(os.path.join(folder, "new", "results.json"))
+    ...     os.listdir(folder)
+    []
+    >>> check_output_path("/proc/erank_results")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lm_eval_erank.harness.writers.OutputPathError: --output_path /proc/erank_results: no file can be created in /proc/erank_results (...
+    """
     if not output_path:
         return
     path = Path(output_path).expanduser()
@@ -110,7 +121,8 @@ def check_output_path(output_path) -> None:
         ) from err
     finally:
         for folder in reversed(created):
-            folder.rmdir()
+            with suppress(OSError):  # another process wrote there meanwhile: its folder, then
+                folder.rmdir()
 
 
 FALLBACK_FOLDER = "unsaved_results"  # under the cache root
