@@ -261,8 +261,7 @@ def test_our_errors_end_a_command_in_two_lines_unless_the_traceback_is_asked_for
 # ---- 6. one cache root ------------------------------------------------------------------------
 
 
-def test_one_cache_root_and_m0_files_of_an_earlier_version_are_moved_into_it(tiny_models, tmp_path, monkeypatch,
-                                                                            caplog):
+def test_one_cache_root_and_m0_files_of_an_earlier_version_are_moved_into_it(tiny_models, tmp_path, monkeypatch):
     monkeypatch.setenv("LM_EVAL_ERANK_CACHE", str(tmp_path))
     model = AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"], dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
@@ -270,11 +269,21 @@ def test_one_cache_root_and_m0_files_of_an_earlier_version_are_moved_into_it(tin
     first = diff_erank(model, tokenizer, texts, m0_seed=3, progress=False)
     (entry,) = (tmp_path / "m0").glob("*.json")
     os.replace(entry, tmp_path / entry.name)  # where an earlier version wrote it ($LM_EVAL_ERANK_CACHE itself)
-    with caplog.at_level(logging.INFO, logger="lm_eval.erank"):
+    logged = logging.Handler()  # on our logger itself: lm-eval's CLI, run earlier here, stops its propagation
+    logged.emit = lambda record: messages.append(record.getMessage())
+    messages, logger = [], logging.getLogger("lm_eval.erank")
+    level = logger.level
+    logger.addHandler(logged)
+    logger.setLevel(logging.INFO)
+    try:
         again = diff_erank(model, tokenizer, texts, m0_seed=3, progress=False)
-    assert caplog.text.count(f"moved 1 M0 results-cache file(s) from {tmp_path} to {tmp_path / 'm0'}") == 1
+    finally:
+        logger.removeHandler(logged)
+        logger.setLevel(level)
+    text = "\n".join(messages)
+    assert text.count(f"moved 1 M0 results-cache file(s) from {tmp_path} to {tmp_path / 'm0'}") == 1
     assert (tmp_path / "m0" / entry.name).is_file() and not (tmp_path / entry.name).exists()
-    assert "6 of 6 texts' results from the M0 cache" in caplog.text  # found: M0 did not run again
+    assert "6 of 6 texts' results from the M0 cache" in text  # found: M0 did not run again
     assert again.erank_m0() == first.erank_m0()
     spec = importlib.util.spec_from_file_location("_compat_matrix", ROOT / "scripts" / "compat_matrix.py")
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
