@@ -52,7 +52,7 @@ class DiffErankCallback(TrainerCallback):
                  m0_revision: str | None = None):
         """``texts``: the held-out texts (a sequence of strings); ``tokenizer``: default the
         Trainer's (``processing_class``/``tokenizer``); ``m0_cache``: M0's results cache
-        directory (default the harness's, ``$LM_EVAL_ERANK_CACHE`` or ``~/.cache/lm_eval_erank/m0``;
+        directory (default the harness's, ``$LM_EVAL_ERANK_CACHE/m0`` or ``~/.cache/lm_eval_erank/m0``;
         None or ``"off"``: none); ``progress``: a bar and a line per evaluation; ``m0_pretrained``
         (and ``m0_revision``): load M0 from that checkpoint, e.g. the run's own step-0 save, instead
         of drawing a twin; the other options as in ``diff_erank`` (``m0_seed`` default 1234).

@@ -1,12 +1,13 @@
 """Run the end-to-end subset against each supported lm-eval release; print the README's matrix.
 
-For each release it builds (once, cached under ``--venv-root``) a virtual environment from the
-registry: torch 2.13.0 (the CPU build), then this checkout in editable mode with its test extras
-and that lm-eval, so pip resolves everything else against our declared ranges: the newest
-versions they allow, except for the oldest release, which takes ``scripts/oldest-constraints.txt``
-(every lower bound we declare, test extras included). It then runs the subset with pytest and
-prints one markdown row per release: versions, passed/failed counts, wall times. Exits non-zero
-when any release fails (``scripts/test_oldest.sh`` is this script for the oldest release).
+For each release it builds (once, cached under ``--venv-root``: the package's cache root's
+``compat/``, i.e. ``$LM_EVAL_ERANK_CACHE/compat``, else ``~/.cache/lm_eval_erank/compat``) a virtual
+environment from the registry: torch 2.13.0 (the CPU build), then this checkout in editable mode
+with its test extras and that lm-eval, so pip resolves everything else against our declared ranges:
+the newest versions they allow, except for the oldest release, which takes ``scripts/oldest-constraints.txt``
+(every lower bound we declare, test extras included). It then runs the subset with
+pytest and prints one markdown row per release: versions, passed/failed counts, wall times. Exits
+non-zero when any release fails (``scripts/test_oldest.sh`` is this script for the oldest release).
 
     python scripts/compat_matrix.py                       # 0.4.10 .. 0.4.13 (a few minutes each on 2 cores)
     python scripts/compat_matrix.py --releases 0.4.12 --venv 0.4.12=/path/to/venv
@@ -27,12 +28,16 @@ from pathlib import Path
 import common
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's package (cache_root is stdlib only), whichever python runs this
+from lm_eval_erank.core.cache_root import cache_root  # noqa: E402
+
 RELEASES = ("0.4.10", "0.4.11", "0.4.12", "0.4.13")
 OLDEST_CONSTRAINTS = ROOT / "scripts" / "oldest-constraints.txt"
 SUBSET = (
     "tests/test_lm_eval_internals.py",
     "tests/test_cli_end_to_end.py",
     "tests/test_wrapping.py",
+    "tests/test_first_run.py",  # refusals before the model loads, --output_path and its fallback, two-line errors
     "tests/test_flags.py",  # every run flag beside --model hf (Trackio's: 0.4.12+, skipped on older releases)
     "tests/test_guarantees.py::test_interrupts_are_deferred_until_a_write_finishes",  # the Ctrl-C-safe writes
     "tests/test_guarantees.py::test_ctrl_c_during_a_run_leaves_no_partial_output",
@@ -93,20 +98,25 @@ def run_subset(python: Path, tests: list[str], pytest_args: list[str]) -> tuple[
     return proc.returncode, "".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """(this script's arguments, with ``places``: {release: environment folder}; pytest's, after ``--``)."""
     pytest_args = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--releases", nargs="+", default=list(RELEASES), choices=RELEASES)
-    parser.add_argument("--venv-root", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                        / "lm-eval-erank" / "compat")
+    parser.add_argument("--venv-root", type=Path, default=cache_root() / "compat")
     parser.add_argument("--venv", action="append", default=[],
                         help="RELEASE=PATH: the environment's place (built there unless already built by this recipe)")
     parser.add_argument("--tests", nargs="+", default=list(SUBSET))
     args = parser.parse_args(argv)
-    places = {release: args.venv_root / release for release in args.releases}
-    places.update({release: Path(path) for release, path in (item.split("=", 1) for item in args.venv)})
+    args.places = {release: args.venv_root / release for release in args.releases}
+    args.places.update({release: Path(path) for release, path in (item.split("=", 1) for item in args.venv)})
+    return args, pytest_args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, pytest_args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    places = args.places
     rows = ["| lm-eval | environment | subset | build + tests |", "|---|---|---|---|"]
     failed_releases = []
     for release in args.releases:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end subset at the oldest supported releases (scripts/oldest-constraints.txt): builds
-# (or reuses) its environment outside the repository (ERANK_OLDEST_VENV, else ~/.cache/lm-eval-erank/
-# compat/0.4.10) and runs the subset in it. This is scripts/compat_matrix.py for the oldest release;
+# (or reuses) its environment outside the repository (ERANK_OLDEST_VENV, else the cache root's
+# compat/0.4.10: $LM_EVAL_ERANK_CACHE/compat/0.4.10, else ~/.cache/lm_eval_erank/compat/0.4.10) and
+# runs the subset in it. This is scripts/compat_matrix.py for the oldest release;
 # arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,7 +6,10 @@ dirs and loaded through ``pretrained=<dir>`` exactly as a user would.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
+import logging
 import os
 import shutil
 import signal
@@ -40,7 +43,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SLOWEST_FIRST = ("test_real_model_qwen2.py", "test_guarantees.py", "test_cli_end_to_end.py", "test_flags.py",
                  "test_real_model.py", "test_compare.py", "test_real_models_script.py",
                  "test_api.py", "test_lm_tasks.py", "test_bench_smoke.py", "test_activation.py", "test_wrapping.py",
-                 "test_rough_edges.py", "test_training.py")
+                 "test_first_run.py", "test_rough_edges.py", "test_training.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -186,3 +189,55 @@ def model_args(model_dir: Path, standard: bool = False, **extra) -> str:
     extra = extra if standard else {"m0_cache": "off", **extra}
     parts = [f"pretrained={model_dir}", "dtype=float32"] + [f"{k}={v}" for k, v in extra.items()]
     return ",".join(parts)
+
+
+def share_task_index(mp: pytest.MonkeyPatch) -> None:
+    """Index each task directory once for all runs (0.4.12+: ``TaskIndex.build(paths)``, built
+    path by path and merged in order, later paths winning as in lm-eval; 0.4.10/0.4.11:
+    ``TaskManager._get_task_and_group(self, directory)``): a run with one more ``--include_path``
+    indexes only that folder. Every TaskManager gets its own copy of the entries."""
+    memo = {}
+
+    def copied(key, build):
+        if key not in memo:
+            memo[key] = build()
+        return {entry: copy.copy(value) for entry, value in memo[key].items()}
+
+    try:
+        from lm_eval.tasks._index import TaskIndex
+    except ImportError:
+        from lm_eval.tasks import TaskManager
+
+        built = TaskManager._get_task_and_group
+
+        def shared(self, directory, **kwargs):
+            return copied((str(directory), tuple(sorted(kwargs.items()))), lambda: built(self, directory, **kwargs))
+
+        mp.setattr(TaskManager, "_get_task_and_group", shared)
+        return
+    built = TaskIndex.build
+
+    def shared_by_path(paths, **kwargs):
+        index = {}
+        for path in paths:
+            index.update(copied((str(path), tuple(sorted(kwargs.items()))), lambda: built([path], **kwargs)))
+        return index
+
+    mp.setattr(TaskIndex, "build", staticmethod(shared_by_path))
+
+
+@contextlib.contextmanager
+def lm_eval_logging_restored():
+    """lm-eval's CLI sets up its logger (no propagation to the root, so caplog would miss its
+    records in later tests): put it back as it was."""
+    import lm_eval.utils
+
+    logger = logging.getLogger("lm_eval")
+    saved = (logger.level, logger.propagate, list(logger.handlers), getattr(lm_eval.utils, "_LOGGING_CONFIGURED", None))
+    try:
+        yield
+    finally:
+        logger.setLevel(saved[0])
+        logger.propagate, logger.handlers[:] = saved[1], saved[2]
+        if saved[3] is not None:
+            lm_eval.utils._LOGGING_CONFIGURED = saved[3]

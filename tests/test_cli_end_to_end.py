@@ -173,16 +173,19 @@ def test_console_script_and_model_alias(tiny_models, local_tasks, tmp_path):
     assert "diff_erank" in done.stdout
 
 
-def test_standard_model_on_erank_task_fails_naming_hf_erank(tiny_models, local_tasks, tmp_path):
+def test_standard_model_on_erank_task_fails_naming_hf_erank_before_it_loads(tiny_models, local_tasks, tmp_path):
+    """A real ``lm_eval`` process: refused before the model loads, in two lines (no traceback), exit status 1."""
     done, results, _ = run_cli(
         ["--model", "hf", "--model_args", model_args(tiny_models["gpt2"], standard=True), "--device", "cpu",
          "--include_path", str(local_tasks), "--tasks", "local_erank_piqa", "--limit", "2"],
-        tmp_path, check=False,
+        tmp_path, check=False, command=[console_script("lm_eval")],
     )
-    assert done.returncode != 0
-    assert "--model hf-erank" in done.stderr
-    assert "Running loglikelihood requests" not in done.stderr  # the erank requests run first: it fails at once
-    assert results is None
+    assert done.returncode == 1 and results is None
+    assert done.stderr.endswith(
+        "RequestNotServedError: the tasks local_erank_piqa send 'erank' requests, which HFLM does not serve. "
+        "Run them with --model hf-erank (it accepts every --model hf argument).\n"
+        "(an lm-eval-erank error; LM_EVAL_ERANK_TRACEBACK=1 shows its traceback)\n"), done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "Initializing hf model" not in done.stderr
 
 
 def test_ls_tasks_lists_the_erank_tasks():

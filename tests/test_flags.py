@@ -28,7 +28,7 @@ import yaml
 from lm_eval_erank import example
 from lm_eval_erank.harness.flags import UnsupportedFlagError
 
-from .conftest import console_script, model_args
+from .conftest import console_script, lm_eval_logging_restored, model_args, share_task_index
 from .test_multimodal import local_mm_task, tiny_llava  # noqa: F401  (fixtures: the tiny LLaVA and its task)
 
 PIQA = ("flag_piqa", "flag_erank_piqa")  # (standard task under hf, erank task under hf-erank)
@@ -122,46 +122,6 @@ class Run:
         return any(text in message for message in self.log)
 
 
-def _share_task_index(mp: pytest.MonkeyPatch) -> None:
-    """Index each task directory once for all runs (0.4.12+: ``TaskIndex.build(paths)``;
-    0.4.10/0.4.11: ``TaskManager._get_task_and_group(self, directory)``); every TaskManager gets
-    its own copy of the entries."""
-    try:
-        from lm_eval.tasks._index import TaskIndex as owner
-
-        name, key_of, wrap = "build", lambda args: tuple(map(str, args[0])), staticmethod
-    except ImportError:
-        from lm_eval.tasks import TaskManager as owner
-
-        name, key_of, wrap = "_get_task_and_group", lambda args: str(args[1]), lambda function: function
-    built, memo = getattr(owner, name), {}
-
-    def shared(*args, **kwargs):
-        key = (key_of(args), tuple(sorted(kwargs.items())))
-        if key not in memo:
-            memo[key] = built(*args, **kwargs)
-        return {entry: copy.copy(value) for entry, value in memo[key].items()}
-
-    mp.setattr(owner, name, wrap(shared))
-
-
-@contextlib.contextmanager
-def _lm_eval_logging_restored():
-    """lm-eval's CLI sets up its logger (no propagation to the root, so caplog would miss its
-    records in later tests): put it back as it was."""
-    import lm_eval.utils
-
-    logger = logging.getLogger("lm_eval")
-    saved = (logger.level, logger.propagate, list(logger.handlers), getattr(lm_eval.utils, "_LOGGING_CONFIGURED", None))
-    try:
-        yield
-    finally:
-        logger.setLevel(saved[0])
-        logger.propagate, logger.handlers[:] = saved[1], saved[2]
-        if saved[3] is not None:
-            lm_eval.utils._LOGGING_CONFIGURED = saved[3]
-
-
 def _read_outputs(output_dir: Path) -> tuple[dict | None, dict[str, list[dict]]]:
     results = sorted(output_dir.rglob("results_*.json"))
     samples = {f.name[len("samples_"):].rsplit("_", 1)[0]: [json.loads(line) for line in f.read_text().splitlines()]
@@ -175,8 +135,8 @@ def lm_eval_cli(tmp_path_factory):
     from lm_eval.__main__ import cli_evaluate
     from lm_eval.loggers.evaluation_tracker import EvaluationTracker
 
-    with pytest.MonkeyPatch.context() as mp, _lm_eval_logging_restored():
-        _share_task_index(mp)
+    with pytest.MonkeyPatch.context() as mp, lm_eval_logging_restored():
+        share_task_index(mp)
         raw: dict[str, list[dict]] = {}
         save = EvaluationTracker.save_results_samples
 

@@ -72,3 +72,46 @@ def test_task_index_kinds_configs_and_generated_entries(tmp_path):
     index.add_task("new", {"task": "new", "output_type": "multiple_choice"})
     assert "new" in index and index.config("new")["task"] == "new" and index.yaml_path("new") is None
     assert "new" not in manager.all_tasks  # generated names are never listed
+
+
+def test_model_arguments_as_lm_eval_parses_them():
+    assert internals.model_arguments("pretrained=/m/model.gguf,dtype=float32") == {
+        "pretrained": "/m/model.gguf", "dtype": "float32"}
+    assert internals.model_arguments({"pretrained": "x"}) == {"pretrained": "x"}
+    assert internals.model_arguments(None) == internals.model_arguments("") == {}
+
+
+def test_a_traceback_through_lm_evals_command_line_is_recognised():
+    from lm_eval._cli import HarnessCLI
+
+    def fail(args):
+        raise ValueError("in a command")
+
+    with pytest.raises(ValueError) as through_cli:
+        HarnessCLI().execute(types.SimpleNamespace(func=fail))
+    assert internals.raised_through_cli(through_cli.value.__traceback__)
+    with pytest.raises(ValueError) as directly:
+        fail(None)
+    assert not internals.raised_through_cli(directly.value.__traceback__)
+    assert internals.raised_through_cli(directly.value.__traceback__, entry_modules=(__name__,))
+
+
+def test_tracker_writers_report_the_files_they_did_not_write(tmp_path):
+    """Both of lm-eval's output forms (a folder; a ``.json`` name): a written file is not
+    reported; a writer that failed (its folder is a file) is, with the results and samples."""
+    activation.register()
+    from lm_eval.loggers import EvaluationTracker
+
+    from lm_eval_erank.harness.writers import ResultsNotSavedError
+
+    results = {"results": {"t": {"acc,none": 1.0}}, "configs": {"t": {}}, "config": {}}
+    for output in (tmp_path / "folder", tmp_path / "named" / "run.json"):
+        tracker = EvaluationTracker(output_path=str(output))
+        tracker.save_results_aggregated(results=dict(results))
+        tracker.save_results_samples(task_name="t", samples=[])
+        written = sorted(p.name.split("_")[0] for p in (tmp_path / output.relative_to(tmp_path).parts[0]).rglob("*_*"))
+        assert written == (["results", "samples"] if output.suffix != ".json" else ["run", "samples"]), written
+    tracker = EvaluationTracker(output_path=str(tmp_path / "becomes_a_file"))
+    (tmp_path / "becomes_a_file").write_text("")
+    with pytest.raises(ResultsNotSavedError, match="could not write the results to --output_path"):
+        tracker.save_results_aggregated(results=dict(results))

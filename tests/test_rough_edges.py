@@ -215,7 +215,7 @@ def test_api_and_callback_default_to_the_harness_m0(default_lm, gpt2, tmp_path, 
     result = diff_erank(model, tok, TEXTS)
     assert result.m0_seed == default_lm.m0_seed == 1234
     assert result.m0_checksum == default_lm.m0_checksum
-    assert len(list(tmp_path.glob("*.json"))) == 1  # the harness's default cache directory
+    assert len(list((tmp_path / "m0").glob("*.json"))) == 1  # the harness's default cache directory
     trainer = types.SimpleNamespace(model=model, processing_class=tok)
     assert DiffErankCallback(trainer, TEXTS).m0_seed == 1234
 

@@ -15,7 +15,7 @@ from lm_eval_erank import example
 from lm_eval_erank.harness.lm_eval_internals import TaskIndex, task_index
 from lm_eval_erank.harness.activation import register
 from lm_eval_erank.tasks import ERANK_REQUEST, LM_EVAL_TASKS_DIR, ErankTask, GoldTextError
-from lm_eval_erank.harness.wrapping import WrapError, wrap
+from lm_eval_erank.harness.wrapping import UnknownTaskError, WrapError, wrap
 
 from .conftest import model_args, run_cli
 
@@ -204,7 +204,8 @@ def test_precedence_and_double_wrapping(wrap_dir, tmp_path):
         manager.match_tasks(["erank_erank_piqa"])
     with pytest.raises(WrapError, match="already reports Diff-eRank"):
         manager.load_task_or_group(["erank_wrap_erank"])  # a group of erank tasks
-    assert manager.match_tasks(["erank_no_such_task"]) == []
+    with pytest.raises(UnknownTaskError, match="erank_<name> runs any task, group or tag lm-eval knows"):
+        manager.match_tasks(["erank_no_such_task"])  # lm-eval's CLI would say only "Tasks not found"
 
 
 class _OneTaskIndex(TaskIndex):

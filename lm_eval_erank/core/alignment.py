@@ -40,6 +40,7 @@ import torch
 
 from . import aggregation as agg
 from .checks import check_int, check_rotation, check_samples
+from .errors import ErankValueError
 from .metrics import COUNT, GEOMETRIC_MEAN, MetricSpec
 from .spectral import matrix_entropy
 from .twin import model_device
@@ -73,7 +74,7 @@ ENTROPY_KEYS = ("entropy1", "entropy2", "entropy3", "entropy4", "entropy5")
 PAIR_TEMPLATE = "{image}\n{text}"
 
 
-class UnsupportedArchitectureError(ValueError):
+class UnsupportedArchitectureError(ErankValueError):
     pass
 
 

@@ -1,9 +1,10 @@
 """Every argument check, in one place: the Python API, the callback, the ``hf-erank`` model
 arguments and multimodal use these (no lm-eval).
 
-Python callers get ``TypeError``/``ValueError`` naming the argument and what was expected, before
-any forward. Model arguments arrive from ``--model_args`` as text: ``from_text=True`` accepts
-digits (``"3"``) and ``true``/``false``/``on``/``off``/``yes``/``no``/``1``/``0``.
+Python callers get ``TypeError``/``ValueError`` (as ``ErankTypeError``/``ErankValueError``) naming
+the argument and what was expected, before any forward. Model arguments arrive from
+``--model_args`` as text: ``from_text=True`` accepts digits (``"3"``) and
+``true``/``false``/``on``/``off``/``yes``/``no``/``1``/``0``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from .errors import ErankTypeError, ErankValueError
 
 # torch.manual_seed accepts [-2**63, 2**64); lm-eval seeds are non-negative ints.
 MAX_SEED = 2**64 - 1
@@ -30,17 +33,17 @@ def check_texts(texts, name: str = "texts") -> list[str]:
     ['a text', 'another']
     """
     if isinstance(texts, (str, bytes)):
-        raise TypeError(f"{name} must be a sequence of strings (one per text), got a single {type(texts).__name__}; "
+        raise ErankTypeError(f"{name} must be a sequence of strings (one per text), got a single {type(texts).__name__}; "
                         f"wrap it in a list: [{texts[:30]!r}{'...' if len(texts) > 30 else ''}]")
     try:
         items = list(texts)
     except TypeError:
-        raise TypeError(f"{name} must be a sequence of strings (one per text), got {type(texts).__name__}") from None
+        raise ErankTypeError(f"{name} must be a sequence of strings (one per text), got {type(texts).__name__}") from None
     if not items:
-        raise ValueError(f"{name} is empty: Diff-eRank needs at least one text")
+        raise ErankValueError(f"{name} is empty: Diff-eRank needs at least one text")
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            raise TypeError(f"{name}[{i}] is a {type(item).__name__}, expected a string")
+            raise ErankTypeError(f"{name}[{i}] is a {type(item).__name__}, expected a string")
     return items
 
 
@@ -63,7 +66,7 @@ def check_int(name: str, value, minimum: int = 1, *, maximum: int | None = None,
         number = int(value.strip())
     if number is None or number < minimum or (maximum is not None and number > maximum):
         expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {_readable(maximum)}]"
-        raise ValueError(f"{name} must be an integer {expected}{' or None' if allow_none else ''}, got {value!r}")
+        raise ErankValueError(f"{name} must be an integer {expected}{' or None' if allow_none else ''}, got {value!r}")
     return number
 
 
@@ -83,7 +86,7 @@ def check_positive_float(name: str, value, *, allow_none: bool = False, from_tex
         except ValueError:
             number = None
     if number is None or not math.isfinite(number) or number <= 0:
-        raise ValueError(f"{name} must be a number > 0{' or None' if allow_none else ''}, got {value!r}")
+        raise ErankValueError(f"{name} must be a number > 0{' or None' if allow_none else ''}, got {value!r}")
     return number
 
 
@@ -132,24 +135,24 @@ def check_bool(name: str, value, from_text: bool = False) -> bool:
     if isinstance(value, bool):
         return value
     if not from_text:
-        raise TypeError(f"{name} must be True or False, got {value!r}")
+        raise ErankTypeError(f"{name} must be True or False, got {value!r}")
     text = str(value).strip().lower()
     if text not in _BOOLEANS:
-        raise ValueError(f"{name} must be true or false, got {value!r}")
+        raise ErankValueError(f"{name} must be true or false, got {value!r}")
     return _BOOLEANS[text]
 
 
 def check_model(model, name: str = "model") -> None:
     """``model`` is a loaded transformers model (a torch module with a ``config``), not a name."""
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
-        raise TypeError(f"{name} must be a loaded transformers causal LM (e.g. AutoModelForCausalLM.from_pretrained(...)), "
+        raise ErankTypeError(f"{name} must be a loaded transformers causal LM (e.g. AutoModelForCausalLM.from_pretrained(...)), "
                         f"got {type(model).__name__}")
 
 
 def check_tokenizer(tokenizer) -> None:
     """``tokenizer`` is a loaded (callable) tokenizer, not a name."""
     if isinstance(tokenizer, (str, Path)) or not callable(tokenizer):
-        raise TypeError(f"tokenizer must be a loaded tokenizer (e.g. AutoTokenizer.from_pretrained(...)), "
+        raise ErankTypeError(f"tokenizer must be a loaded tokenizer (e.g. AutoTokenizer.from_pretrained(...)), "
                         f"got {type(tokenizer).__name__}")
 
 
@@ -178,14 +181,14 @@ def parse_layers(spec, n_layers: int) -> tuple[int, ...]:
         try:
             spec = [int(part) for part in spec.split(":")]
         except ValueError:
-            raise ValueError(f"layers must be {_LAYERS_EXPECTED}; got {spec!r}") from None
+            raise ErankValueError(f"layers must be {_LAYERS_EXPECTED}; got {spec!r}") from None
     elif _is_index(spec):
         spec = [spec]
     elif not isinstance(spec, Sequence) or not all(_is_index(i) for i in spec):
-        raise ValueError(f"layers must be {_LAYERS_EXPECTED}; got {spec!r}")
+        raise ErankValueError(f"layers must be {_LAYERS_EXPECTED}; got {spec!r}")
     layers = tuple(sorted(set(operator.index(i) for i in spec)))
     if not layers or layers[0] < 0 or layers[-1] > n_layers:
-        raise ValueError(f"layer indices must lie in [0, {n_layers}] (0 = embeddings, {n_layers} = LM head input), got {spec!r}")
+        raise ErankValueError(f"layer indices must lie in [0, {n_layers}] (0 = embeddings, {n_layers} = LM head input), got {spec!r}")
     return layers
 
 
@@ -203,7 +206,7 @@ def check_rotation(degrees) -> int:
         text = str(degrees).strip()
         value = int(text) if text.lstrip("-").isdigit() else None
     if value is None or value % 90:
-        raise ValueError(f"rotate must be a multiple of 90 degrees (clockwise); got {degrees!r}")
+        raise ErankValueError(f"rotate must be a multiple of 90 degrees (clockwise); got {degrees!r}")
     return value % 360
 
 
@@ -211,12 +214,37 @@ def check_samples(images, texts) -> tuple[list, list[str]]:
     """(images, texts) as lists of equal, non-zero length; TypeError/ValueError saying what was expected."""
     texts = check_texts(texts)
     if isinstance(images, (str, bytes, dict, os.PathLike)) or hasattr(images, "convert"):
-        raise TypeError(f"images must be a sequence (one image per text), got a single {type(images).__name__}; "
+        raise ErankTypeError(f"images must be a sequence (one image per text), got a single {type(images).__name__}; "
                         "wrap it in a list")
     try:
         images = list(images)
     except TypeError:
-        raise TypeError(f"images must be a sequence (one image per text), got {type(images).__name__}") from None
+        raise ErankTypeError(f"images must be a sequence (one image per text), got {type(images).__name__}") from None
     if len(images) != len(texts):
-        raise ValueError(f"{len(images)} images but {len(texts)} texts: one image per text")
+        raise ErankValueError(f"{len(images)} images but {len(texts)} texts: one image per text")
     return images, texts
+
+
+def check_pretrained_path(pretrained) -> None:
+    """``pretrained=`` names a folder or a hub repository; an existing file is refused, saying
+    how to pass it (a GGUF file: its folder as ``pretrained`` and its name as ``gguf_file``).
+
+    >>> check_pretrained_path("HuggingFaceTB/SmolLM2-135M")
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     open(os.path.join(folder, "model.gguf"), "w").close()
+    ...     check_pretrained_path(os.path.join(folder, "model.gguf"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lm_eval_erank.core.errors.ErankValueError: pretrained=.../model.gguf is a GGUF file; transformers loads one from its folder: --model_args pretrained=...,gguf_file=model.gguf (README "GGUF files")
+    """
+    if not isinstance(pretrained, (str, os.PathLike)):
+        return  # None, or an already-loaded model object: HFLM accepts those
+    path = Path(pretrained).expanduser()
+    if not path.is_file():
+        return
+    if path.suffix.lower() == ".gguf":
+        raise ErankValueError(f"pretrained={pretrained} is a GGUF file; transformers loads one from its folder: "
+                              f"--model_args pretrained={path.parent},gguf_file={path.name} (README \"GGUF files\")")
+    raise ErankValueError(f"pretrained={pretrained} is a file; give the folder holding the model's config.json "
+                          f"and weights (pretrained={path.parent}) or a hub repository name")

@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,8 @@ import torch
 import transformers
 
 from .._version import __version__
+from .cache_root import cache_root
+from .errors import ErankError
 
 # Config fields that do not decide M0's weights or its outputs under our forward: they name or
 # describe the checkpoint (the dtype and the versions are keyed on their own), steer generation
@@ -53,9 +56,11 @@ _AVOID = ("choose a writable directory with m0_cache=DIR (or $LM_EVAL_ERANK_CACH
           "with m0_cache=off")
 
 logger = logging.getLogger("lm_eval.erank.m0_cache")
+M0_FOLDER = "m0"  # under the cache root
+_LEGACY_NAME = re.compile(r"[0-9a-f]{64}\.json")
 
 
-class M0CacheError(OSError):
+class M0CacheError(ErankError, OSError):
     """M0's results cache cannot be used (directory not writable, file unreadable)."""
 
 
@@ -75,11 +80,42 @@ def check_writable(directory: str | os.PathLike) -> Path:
 
 
 def default_directory() -> Path:
-    """``$LM_EVAL_ERANK_CACHE``, else ``$XDG_CACHE_HOME/lm_eval_erank/m0``, else ``~/.cache/...``."""
-    if os.environ.get("LM_EVAL_ERANK_CACHE"):
-        return Path(os.environ["LM_EVAL_ERANK_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "lm_eval_erank" / "m0"
+    """``cache_root() / "m0"``: ``$LM_EVAL_ERANK_CACHE/m0``, else ``$XDG_CACHE_HOME/lm_eval_erank/m0``,
+    else ``~/.cache/lm_eval_erank/m0``."""
+    return cache_root() / M0_FOLDER
+
+
+def move_legacy_entries(root: Path, directory: Path) -> int:
+    """Move M0 results files (``<sha256>.json``) that an earlier version wrote directly in
+    ``$LM_EVAL_ERANK_CACHE`` (then the M0 directory itself, now the cache root) into
+    ``directory``, saying so once; a file ``directory`` already has stays where it is. Returns
+    how many moved.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     _ = (Path(root) / f"{'ab' * 32}.json").write_text("{}")
+    ...     moved = move_legacy_entries(Path(root), Path(root) / "m0")
+    ...     moved, sorted(p.name[:4] for p in (Path(root) / "m0").iterdir())
+    (1, ['abab'])
+    """
+    try:
+        legacy = [p for p in root.iterdir() if _LEGACY_NAME.fullmatch(p.name) and p.is_file()]
+    except OSError:
+        return 0
+    moved = 0
+    for path in legacy:
+        target = directory / path.name
+        try:
+            if not target.exists():
+                directory.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+                moved += 1
+        except OSError:  # another process moved it first, or the folder is read-only: found next time
+            continue
+    if moved:
+        logger.warning("erank: moved %d M0 results-cache file(s) from %s to %s: $LM_EVAL_ERANK_CACHE now names "
+                       "the cache root, and M0's results live in its %s/ folder", moved, root, directory, M0_FOLDER)
+    return moved
 
 
 # ``m0_cache`` when none is given: :func:`default_directory`.
@@ -88,11 +124,13 @@ _CACHE_OFF = {"off", "none", "false", "0", ""}
 
 
 def resolve_cache(m0_cache) -> Path | None:
-    """The cache directory for an ``m0_cache`` option: ``"default"`` -> :func:`default_directory`,
-    None / ``off`` -> None, else the given path."""
+    """The cache directory for an ``m0_cache`` option: ``"default"`` -> :func:`default_directory`
+    (files an earlier version left in the cache root moved into it), None / ``off`` -> None, else
+    the given path (the M0 directory itself)."""
     if m0_cache is None or (isinstance(m0_cache, str) and m0_cache.strip().lower() in _CACHE_OFF):
         return None
     if isinstance(m0_cache, str) and m0_cache == DEFAULT_CACHE:
+        move_legacy_entries(cache_root(), default_directory())
         return default_directory()
     if not isinstance(m0_cache, (str, Path)):
         raise TypeError(f"m0_cache must be a directory, 'off' or None, got {type(m0_cache).__name__}")

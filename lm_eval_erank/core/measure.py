@@ -122,7 +122,7 @@ def diff_erank(
         batch_size: texts per forward.
         add_bos_token: prepend BOS where the tokenizer does not add it.
         m0_cache: a directory for M0's per-text results (see m0_cache.py); default: the
-            harness's (``$LM_EVAL_ERANK_CACHE``, else ``~/.cache/lm_eval_erank/m0``); None or
+            harness's (``$LM_EVAL_ERANK_CACHE/m0``, else ``~/.cache/lm_eval_erank/m0``); None or
             ``"off"``: no cache. Not used with ``m0`` (the cache is keyed by the seed).
         losses: also compute the token losses (reduced loss); False skips the LM head.
         m0_twins: K, the number of random twins (run one after another): every value that

@@ -24,13 +24,14 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import ErankValueError
 from .spectral import NonFiniteRepresentationError, matrix_entropy
 
 # Upper bound on the float32 logits materialised at once when computing token losses.
 _LOSS_CHUNK_ELEMENTS = 2**26
 
 
-class NonFiniteModelOutputError(ValueError):
+class NonFiniteModelOutputError(ErankValueError):
     """A model produced inf/NaN hidden states or logits; ``text_index`` indexes the input texts."""
 
     def __init__(self, message: str, text_index: int):

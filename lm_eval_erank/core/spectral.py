@@ -29,6 +29,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .errors import ErankValueError
+
 __all__ = [
     "NonFiniteRepresentationError",
     "matrix_entropy",
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 
-class NonFiniteRepresentationError(ValueError):
+class NonFiniteRepresentationError(ErankValueError):
     """Representations contain inf/NaN; ``text_index`` is the first offending text in the batch."""
 
     def __init__(self, text_index: int):

@@ -11,10 +11,11 @@ import torch
 from transformers import PreTrainedModel
 
 from .checks import check_seed
+from .errors import ErankError, ErankValueError
 
 logger = logging.getLogger("lm_eval.erank.twin")
 
-class TwinOutOfMemoryError(torch.OutOfMemoryError):
+class TwinOutOfMemoryError(ErankError, torch.OutOfMemoryError):
     """Building M0 ran out of device memory; the message names the options that help."""
 
 
@@ -66,11 +67,11 @@ def check_twin_supported(model: PreTrainedModel) -> None:
     """Raise a clear error for models whose twin the wrapper cannot build or read."""
     config = model.config
     if getattr(config, "is_encoder_decoder", False):
-        raise ValueError(
+        raise ErankValueError(
             f"hf-erank needs a decoder-only causal LM; {type(model).__name__} is encoder-decoder"
         )
     if model.get_output_embeddings() is None:
-        raise ValueError(
+        raise ErankValueError(
             f"hf-erank reads the input of the LM head, but {type(model).__name__} has none; "
             "load a *ForCausalLM model"
         )
@@ -94,7 +95,7 @@ def _construct(model: PreTrainedModel, config, device: torch.device) -> PreTrain
             "smaller dtype (dtype=bfloat16)."
         ) from err
     except Exception as err:  # e.g. remote-code models whose config cannot be re-instantiated
-        raise ValueError(
+        raise ErankValueError(
             f"cannot build the random twin M0 of {type(model).__name__} from its config: "
             f"{type(err).__name__}: {err}"
         ) from err
@@ -136,17 +137,19 @@ def loaded_from_gguf(model: PreTrainedModel) -> bool:
 
 def warn_if_gguf_init_unknown(model: PreTrainedModel, initializer_range: float | None) -> None:
     """A GGUF file's metadata has no ``initializer_range``: without ``m0_initializer_range`` the
-    twin takes the config class's default, which can differ from the published model's and
-    decides the twin's collapse (README "When Diff-eRank is negative"); say so, once per M1."""
+    twin takes the config class's default, which may differ from the published model's and
+    decides the twin's collapse (README "When Diff-eRank is negative"); say what the twin got and
+    how to check and pass the published value, once per M1."""
     if initializer_range is not None or not loaded_from_gguf(model):
         return
-    default = getattr(twin_config(model), "initializer_range", None)
+    config = twin_config(model)
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
     logger.warning(
-        "erank: %s was loaded from a GGUF file, whose metadata carries no initializer_range: the random twin M0 "
-        "is initialised with %s's default (%s), which can differ from the published config of the model "
-        "(SmolLM2-135M: 1/24 = 0.0417) and changes eRank(M0) and the sign of Diff-eRank. Pass the published "
-        "value as m0_initializer_range=... (README \"When Diff-eRank is negative\").",
-        type(model).__name__, type(model.config).__name__, default,
+        "erank: %s was loaded from a GGUF file, whose metadata carries no initializer_range, so the random twin "
+        "M0 is initialised with %s's default, initializer_range=%s. If the model's published config.json (on its "
+        "hub page) gives another initializer_range, pass that value as m0_initializer_range=<value>: the init std "
+        "changes eRank(M0) and can turn the sign of Diff-eRank (README \"When Diff-eRank is negative\").",
+        type(model).__name__, type(config).__name__, getattr(config, "initializer_range", None),
     )
 
 

@@ -2,7 +2,8 @@
 entry points, ``import lm_eval_erank`` and the ``lm-eval-erank`` command call.
 
 1. :func:`add_model_names` (after ``lm_eval.api.registry`` imports): ``hf-erank``,
-   ``erank`` and ``hf-multimodal-erank`` become lazy names (no torch, no model code);
+   ``erank`` and ``hf-multimodal-erank`` become lazy names (no torch, no model code), and our
+   errors that end a command show as one or two lines (``error_display``);
 2. :func:`patch_task_manager` (after ``lm_eval.tasks``): every TaskManager also indexes the
    shipped task directory and resolves ``erank_<name>`` for any task, group or tag it knows;
 3. :func:`register` (after ``lm_eval.evaluator`` or our task module; idempotent): lm-eval's
@@ -20,7 +21,7 @@ from __future__ import annotations
 import importlib.metadata as md
 
 from . import lm_eval_internals as internals
-from . import request_types, writers
+from . import error_display, request_types, writers
 from .task_dirs import with_erank_task_dir
 
 # Every model name we register -> "module:class" (lm-eval's lazy placeholder form; the class's
@@ -35,7 +36,9 @@ _registered = False
 
 
 def add_model_names() -> None:
-    """Make ``--model hf-erank`` resolvable without importing torch (lazy placeholders)."""
+    """Make ``--model hf-erank`` resolvable without importing torch (lazy placeholders); our
+    errors that end a command show as one or two lines from here on (``error_display``)."""
+    error_display.install()
     internals.check_supported()
     for name, target in MODELS.items():
         internals.add_lazy_model(name, target)
@@ -71,6 +74,7 @@ def register() -> None:
     global _registered
     if _registered:
         return
+    error_display.install()
     internals.check_supported()
     import lm_eval.api.metrics  # noqa: F401  (lm-eval's built-ins first)
     import lm_eval.models  # noqa: F401

@@ -14,36 +14,53 @@ README "lm-eval's run flags": every flag, what it does with erank tasks, and the
 
 from __future__ import annotations
 
-from lm_eval.api import registry
+import functools
 
+from lm_eval.api import registry
+from lm_eval.models.huggingface import HFLM
+
+from ..core.checks import check_pretrained_path
+from ..core.errors import ErankValueError
 from ..core.metrics import TABLE
 from . import lm_eval_internals as internals
+from . import wrapping
 from .model import ErankHFLM
 from .multimodal_model import ErankMultimodalLM
-from .request_types import ERANK_REQUEST, MULTIMODAL_REQUEST
+from .request_types import (ERANK_REQUEST, MULTIMODAL_REQUEST, REQUEST_SERVERS, RequestNotServedError,
+                            not_served_message, requests_sent, serves)
 from .writers import erank_response
 
 OUR_REQUESTS = (ERANK_REQUEST, MULTIMODAL_REQUEST)
 REQUEST_KEYS = ("arguments", "resps", "filtered_resps")  # one entry per request in a logged sample
 
 
-class UnsupportedFlagError(ValueError):
+class UnsupportedFlagError(ErankValueError):
     """A run flag that cannot work with an erank model, refused before the model loads."""
 
 
-def erank_model_class(model) -> type | None:
-    """The class of ``simple_evaluate``'s ``model`` (a registered name or an LM) if it is ours."""
+def model_class(model) -> type | None:
+    """The class of ``simple_evaluate``'s ``model`` (a registered name or an LM; None for a name
+    lm-eval cannot resolve: it says so itself)."""
     if isinstance(model, str):
         try:
             model = registry.get_model(model)
         except Exception:  # noqa: BLE001  (an unknown name, a backend not installed: lm-eval says so itself)
             return None
-    cls = model if isinstance(model, type) else type(model)
-    return cls if issubclass(cls, (ErankHFLM, ErankMultimodalLM)) else None
+    return model if isinstance(model, type) else type(model)
+
+
+def erank_model_class(model) -> type | None:
+    """The class of ``simple_evaluate``'s ``model`` if it is ours."""
+    cls = model_class(model)
+    return cls if cls is not None and issubclass(cls, (ErankHFLM, ErankMultimodalLM)) else None
 
 
 def check_run_arguments(arguments: dict) -> None:
-    """UnsupportedFlagError naming the flag for a run of an erank model that cannot succeed."""
+    """An error for a run that cannot succeed, before the model loads: a task sending requests
+    the model does not serve (:func:`check_model_serves_tasks`), ``pretrained=`` naming a file
+    (:func:`check_pretrained`), or a flag an erank model cannot honour (UnsupportedFlagError)."""
+    check_model_serves_tasks(arguments)
+    check_pretrained(arguments)
     model = erank_model_class(arguments.get("model"))
     if model is None:
         return
@@ -58,6 +75,44 @@ def check_run_arguments(arguments: dict) -> None:
             f"--batch_size {arguments['batch_size']}: hf-multimodal-erank needs an integer batch size (samples "
             "per forward, 3 rows each); lm-eval's hf-multimodal refuses 'auto' too, after loading the model"
         )
+
+
+def check_model_serves_tasks(arguments: dict) -> None:
+    """RequestNotServedError when a task sends a request type of ours that the model does not
+    serve (``--model hf --tasks erank_piqa``): found in the task manager's index (the CLI passes
+    one; without one, only inline configs, Task objects and the shipped task names are known)."""
+    cls = model_class(arguments.get("model"))
+    tasks = arguments.get("tasks")
+    if cls is None or not tasks or all(serves(cls, request_type) for request_type in REQUEST_SERVERS):
+        return
+    manager = arguments.get("task_manager")
+    index = internals.task_index(manager) if manager is not None else shipped_task_index()
+    for spec in tasks if isinstance(tasks, (list, tuple)) else [tasks]:
+        if isinstance(spec, str):
+            try:
+                wrapping.resolve(index, spec)  # erank_<name> gets its entry, as lm-eval's lookup would add it
+            except Exception:  # noqa: BLE001  (lm-eval's own lookup raises it again, where it always did)
+                continue
+        for request_type, senders in requests_sent(index, spec).items():
+            if not serves(cls, request_type):
+                named = sorted(senders)
+                listed = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
+                raise RequestNotServedError(not_served_message(request_type, cls.__name__, listed))
+
+
+@functools.cache
+def shipped_task_index():
+    """The index of the shipped ``erank_*`` tasks alone (a TaskManager without lm-eval's own
+    tasks: a fraction of a second, where indexing lm-eval's takes seconds)."""
+    return internals.task_index(internals.task_manager_class()(include_defaults=False))
+
+
+def check_pretrained(arguments: dict) -> None:
+    """``pretrained=`` of an ``hf``-family model must be a folder or a hub name: a file (a
+    ``.gguf`` most often) is refused before the model loads, saying how to pass it."""
+    cls = model_class(arguments.get("model"))
+    if cls is not None and issubclass(cls, HFLM):
+        check_pretrained_path(internals.model_arguments(arguments.get("model_args")).get("pretrained"))
 
 
 def is_our_request(instance) -> bool:

@@ -23,11 +23,13 @@ YAML loader                        0.4.12+: ``lm_eval.tasks._yaml_loader.load_ya
 ``aggregate_subtask_metrics``      0.4.12+: looked up in ``lm_eval.api.metrics`` at call time
                                    (``api/group.py``); 0.4.10/0.4.11: bound by name in
                                    ``lm_eval.evaluator_utils``: every binding replaced.
-``EvaluationTracker`` writers      ``save_results_aggregated`` / ``save_results_samples`` and
-                                   ``__init__(output_path=...)``: the same in all.
+``EvaluationTracker`` writers      ``save_results_aggregated`` / ``save_results_samples``,
+                                   ``__init__(output_path=...)`` and the files they name
+                                   (``date_id``, the sanitised model name): the same in all.
 registries                         ``Registry._objs`` and lazy ``register(name, target=...)``:
                                    the same in all (``lm_eval.api.registry``).
-CLI                                ``lm_eval._cli.HarnessCLI`` (``_parser``, ``_subparsers``) and
+CLI                                ``lm_eval._cli.HarnessCLI`` (``_parser``, ``_subparsers``),
+                                   its package ``lm_eval._cli`` (every command's code) and
                                    ``lm_eval.utils.setup_logging``: the same in all.
 ``LM`` request methods             a method per request type on ``lm_eval.api.model.LM``: the same.
 ``ConfigurableTask`` internals     ``_metric_fn_list`` / ``_metric_fn_kwargs``, ``_instances``,
@@ -58,14 +60,18 @@ import importlib
 import importlib.metadata as md
 import importlib.util
 import inspect
+import json
 import re
+import weakref
 from pathlib import Path
 from typing import Any, Callable
+
+from ..core.errors import ErankError
 
 SUPPORTED_LM_EVAL = ("0.4.10", "0.4.13")  # oldest, newest: the releases CI proves (both ends)
 
 
-class UnsupportedLmEvalError(RuntimeError):
+class UnsupportedLmEvalError(ErankError, RuntimeError):
     """The installed lm-eval is outside the releases this plugin supports."""
 
 
@@ -257,17 +263,38 @@ TRACKER_WRITERS = ("save_results_aggregated", "save_results_samples")
 
 
 def patch_evaluation_tracker(check_output_path: Callable, before_samples_saved: Callable,
-                             while_writing: Callable) -> None:
+                             while_writing: Callable, when_not_written: Callable) -> None:
     """Teach lm-eval's ``EvaluationTracker`` (idempotent): ``check_output_path(output_path)`` runs
     when one is created; ``before_samples_saved(samples)`` sees a task's sample dicts before they
-    are stringified and written; each writer runs inside the context ``while_writing()``."""
+    are stringified and written; each writer runs inside the context ``while_writing()``; a
+    writer that returns without having written its file (lm-eval catches every error of its
+    writers and only logs "Could not save ...") calls ``when_not_written(what, output_path,
+    results, samples)`` with the run's results and every task's samples it has seen."""
     tracker = evaluation_tracker_class()
+
+    def checks_results_written(save):
+        @functools.wraps(save)
+        def save_results_aggregated(self, results, samples=None, *args, **kwargs):
+            before = getattr(self, "date_id", None)
+            outcome = save(self, results, samples, *args, **kwargs)
+            _SEEN_RESULTS[self] = (results, samples)
+            written = _results_file(self)
+            if self.output_path and (getattr(self, "date_id", None) == before or not written.is_file()):
+                when_not_written("the results", self.output_path, results, samples)
+            return outcome
+
+        return save_results_aggregated
 
     def sees_samples(save):
         @functools.wraps(save)
         def save_results_samples(self, task_name, samples, *args, **kwargs):
             before_samples_saved(samples)
-            return save(self, task_name, samples, *args, **kwargs)
+            outcome = save(self, task_name, samples, *args, **kwargs)
+            if self.output_path and not _samples_file(self, task_name).is_file():
+                results, seen = _SEEN_RESULTS.get(self, (None, None))
+                when_not_written(f"the samples of {task_name}", self.output_path, results,
+                                 {**(seen or {}), task_name: samples})
+            return outcome
 
         return save_results_samples
 
@@ -287,10 +314,41 @@ def patch_evaluation_tracker(check_output_path: Callable, before_samples_saved: 
 
         return wrapper
 
+    patch_method(tracker, "save_results_aggregated", checks_results_written)
     patch_method(tracker, "save_results_samples", sees_samples)
     patch_method(tracker, "__init__", checks_output_path)
-    for name in TRACKER_WRITERS:  # after the sample hook: it runs inside the guard
+    for name in TRACKER_WRITERS:  # after the hooks above: they run inside the guard
         patch_method(tracker, name, guarded)
+
+
+# tracker -> (results, {task: samples}) of its last save_results_aggregated
+_SEEN_RESULTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _output_folder(tracker) -> Path:
+    """Where lm-eval's writers put a run's files: ``output_path``'s folder for a ``.json`` name,
+    else ``output_path/<sanitised model name>``."""
+    path = Path(tracker.output_path)
+    return path.parent if path.suffix == ".json" else path / str(tracker.general_config_tracker.model_name_sanitized)
+
+
+def _results_file(tracker) -> Path:
+    """The results file ``save_results_aggregated`` writes (named after ``date_id``, which it sets)."""
+    path, date_id = Path(tracker.output_path), getattr(tracker, "date_id", None)
+    if path.suffix == ".json":
+        return path.with_name(f"{path.stem}_{date_id}.json")
+    return _output_folder(tracker) / f"results_{date_id}.json"
+
+
+def _samples_file(tracker, task_name: str) -> Path:
+    return _output_folder(tracker) / f"samples_{task_name}_{getattr(tracker, 'date_id', None)}.jsonl"
+
+
+def results_json(value, indent: int | None = 2) -> str:
+    """``value`` as JSON, what lm-eval cannot serialise converted as its result writers convert it."""
+    from lm_eval.utils import handle_non_serializable
+
+    return json.dumps(value, indent=indent, default=handle_non_serializable, ensure_ascii=False)
 
 
 def harness_cli(extra_help: str = ""):
@@ -304,6 +362,36 @@ def harness_cli(extra_help: str = ""):
     for parser in (cli._parser, cli._subparsers.choices["run"]):
         parser.epilog = f"{parser.epilog or ''}\n{extra_help}"
     return cli
+
+
+CLI_PACKAGE = "lm_eval._cli"  # lm-eval's command line (HarnessCLI and its subcommands): the same in all
+
+
+def raised_through_cli(traceback, entry_modules: tuple[str, ...] = ()) -> bool:
+    """Whether an exception's ``traceback`` passes through lm-eval's command line (the code of
+    ``lm_eval`` / ``lm-eval`` / ``python -m lm_eval``) or a module of ``entry_modules``."""
+    while traceback is not None:
+        module = traceback.tb_frame.f_globals.get("__name__", "")
+        if module == CLI_PACKAGE or module.startswith(CLI_PACKAGE + ".") or module in entry_modules:
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+def model_arguments(model_args) -> dict[str, Any]:
+    """``simple_evaluate``'s ``model_args`` (a ``key=value,...`` string or a dict) as the dict
+    lm-eval makes of it.
+
+    >>> model_arguments("pretrained=/models/smollm2,gguf_file=model.gguf")
+    {'pretrained': '/models/smollm2', 'gguf_file': 'model.gguf'}
+    """
+    if isinstance(model_args, dict):
+        return model_args
+    if not model_args:
+        return {}
+    from lm_eval.utils import simple_parse_args_string
+
+    return simple_parse_args_string(model_args)
 
 
 # ---- the evaluator's entry and write-out, the sample loggers ---------------------------------

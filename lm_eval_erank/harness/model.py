@@ -15,6 +15,7 @@ from lm_eval.models.huggingface import HFLM
 from .._version import __version__
 from ..core.checks import check_bool, check_int, check_m0_pretrained, check_positive_float, check_seed, parse_layers
 from ..core.collapse import warn_if_collapsed
+from ..core.errors import ErankValueError
 from ..core.exclusions import excluded_reason, warn_excluded, warn_truncated
 from ..core.m0_cache import DEFAULT_CACHE, check_writable, resolve_cache
 from ..core.measure import encode_texts, pad_token_id, pair_statistics
@@ -38,7 +39,7 @@ class ErankHFLM(HFLM):
         m0_device: device for M0 (default: M1's device), for when both do not fit on one.
         layers: hidden states to measure besides the LM head's input: ``last`` (default),
             ``paper``, ``all`` or indices joined by ':' (0 = embeddings, i = block i).
-        m0_cache: directory of M0's cached per-text results (default: ``$LM_EVAL_ERANK_CACHE``,
+        m0_cache: directory of M0's cached per-text results (default: ``$LM_EVAL_ERANK_CACHE/m0``,
             else ``~/.cache/lm_eval_erank/m0``), or ``off``; checked writable before the model loads.
         m0_swap: ``true`` lets M1 and M0 take turns on M1's device, for a device that cannot
             hold both: M1 runs over every erank text, moves to the CPU, M0 is built on the
@@ -87,7 +88,7 @@ class ErankHFLM(HFLM):
         self.m0_pretrained = None if source is None else PretrainedM0(*source)
         seed = None if source is not None else check_seed(torch.initial_seed() if m0_seed is None else m0_seed)
         if self.m0_swap and m0_device is not None:  # TwinProvider checks it too
-            raise ValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
+            raise ErankValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
         cache_dir = resolve_cache(DEFAULT_CACHE if m0_cache is None else str(m0_cache))
         if cache_dir is not None:
             check_writable(cache_dir)  # not after every forward has run
@@ -96,13 +97,13 @@ class ErankHFLM(HFLM):
         except TypeError as err:
             if "unexpected keyword argument" not in str(err):
                 raise
-            raise ValueError(
+            raise ErankValueError(
                 f"hf-erank got a model argument nobody accepts ({err}). It takes every --model hf "
                 f"argument plus {', '.join(self.OWN_ARGUMENTS)}; other keys are passed to "
                 "from_pretrained, which rejected this one."
             ) from err
         if self.backend != "causal":
-            raise ValueError("hf-erank needs a decoder-only causal LM (backend 'causal'); got an encoder-decoder")
+            raise ErankValueError("hf-erank needs a decoder-only causal LM (backend 'causal'); got an encoder-decoder")
         check_twin_supported(self.model)
         self.layers = parse_layers(str(layers), num_layers(self.model))
         self._use_cpu_processes_as_data_parallel_ranks()
@@ -131,7 +132,7 @@ class ErankHFLM(HFLM):
                 close = (difflib.get_close_matches(key, cls.OWN_ARGUMENTS, n=1, cutoff=0.75)
                          or difflib.get_close_matches(key, hf, n=1, cutoff=0.85))
                 if close:
-                    raise ValueError(f"hf-erank: unknown model argument {key!r}; did you mean {close[0]}? "
+                    raise ErankValueError(f"hf-erank: unknown model argument {key!r}; did you mean {close[0]}? "
                                      f"(hf-erank's own: {', '.join(cls.OWN_ARGUMENTS)}; every --model hf argument works)")
 
     @property

@@ -35,6 +35,7 @@ from lm_eval.api.task import ConfigurableTask
 from ..core import alignment as mm
 from ..core.alignment import MULTIMODAL_METRICS
 from ..core.checks import check_rotation
+from ..core.errors import ErankValueError
 from ..core.metrics import metric_list_entries
 from . import lm_eval_internals as internals
 from .request_types import MULTIMODAL_REQUEST
@@ -45,6 +46,8 @@ _OWN_KEYS = ("class", "mm_image", "mm_text", "mm_rotate", "mm_image_root")
 class MultimodalErankTask(ConfigurableTask):
     """A representation-only task: each document sends one ``erank_multimodal`` request
     (text, image source, options) and reports eRank1..5 and the two alignment scores."""
+
+    ERANK_REQUEST_TYPE = MULTIMODAL_REQUEST
 
     def __init__(self, config: dict[str, Any] | None = None, **kwargs) -> None:
         config = dict(internals.with_task_manager_metadata(config or {}))
@@ -74,7 +77,7 @@ class MultimodalErankTask(ConfigurableTask):
             return None
         root = os.path.expandvars(str(self.image_root))
         if "$" in root:
-            raise ValueError(
+            raise ErankValueError(
                 f"task {self.config.task}: mm_image_root {self.image_root!r} names an environment variable "
                 "that is not set; set it to the directory holding the images"
             )

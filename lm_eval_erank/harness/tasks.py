@@ -41,6 +41,7 @@ from lm_eval.api import registry
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
+from ..core.errors import ErankValueError
 from ..core.metrics import TABLE, layer_metric_base, metric_list_entries, per_document_values
 from . import lm_eval_internals as internals
 from .request_types import ERANK_REQUEST
@@ -95,12 +96,14 @@ def default_metric_list(output_type: str) -> list[dict]:
     ]
 
 
-class GoldTextError(ValueError):
+class GoldTextError(ErankValueError):
     """A document has no usable gold text."""
 
 
 class ErankTask(ConfigurableTask):
     """A ConfigurableTask whose documents also yield an ``erank`` request (the gold text)."""
+
+    ERANK_REQUEST_TYPE = ERANK_REQUEST
 
     def __init__(self, config: dict[str, Any] | None = None, **kwargs) -> None:
         merged = merged_config(internals.with_task_manager_metadata(config or {}))
@@ -110,7 +113,7 @@ class ErankTask(ConfigurableTask):
         self.reports_erank_metrics = True
         super().__init__(config={k: v for k, v in merged.items() if k not in _OWN_KEYS}, **kwargs)
         if self._erank_text_fn is None and self.erank_only:
-            raise ValueError(f"task {self.config.task}: erank_only needs erank_text (the text of each document)")
+            raise ErankValueError(f"task {self.config.task}: erank_only needs erank_text (the text of each document)")
         # The eRank values come from the erank response (process_results), never from a
         # metric function: the base task's results processing sees only its own metrics.
         internals.drop_metric_functions(self, OUR_METRICS)

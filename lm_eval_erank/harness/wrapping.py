@@ -34,11 +34,14 @@ classes other than ``ConfigurableTask`` (whose requests the wrapper cannot see) 
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
+from pathlib import Path
 from typing import Any
 
 from lm_eval.api.task import ConfigurableTask
 
+from ..core.errors import ErankValueError
 from . import lm_eval_internals as internals
 from .lm_eval_internals import TaskIndex, task_index
 from .task_dirs import task_dir
@@ -47,8 +50,12 @@ PREFIX = "erank_"
 _STRUCTURAL_KEYS = ("tag", "group", "task_list")
 
 
-class WrapError(ValueError):
+class WrapError(ErankValueError):
     """``erank_<name>`` cannot be built for this name."""
+
+
+class UnknownTaskError(WrapError):
+    """``erank_<name>`` names no task, group or tag lm-eval knows."""
 
 
 def resolve(index: TaskIndex, name: str) -> None:
@@ -59,10 +66,31 @@ def resolve(index: TaskIndex, name: str) -> None:
 
 def expand(index: TaskIndex, pattern: str, names: list[str]) -> list[str]:
     """The wrapped names a ``--tasks`` pattern ``erank_<P>`` stands for: ``erank_<X>`` for every
-    X of ``names`` that P matches (added to ``index``)."""
+    X of ``names`` that P matches (added to ``index``); UnknownTaskError, with the closest names,
+    when P matches none (and no folder has the pattern's name: lm-eval's CLI loads a folder's YAMLs)."""
     if not pattern.startswith(PREFIX):
         return []
-    return [wrap(index, base) for base in internals.pattern_match([pattern[len(PREFIX):]], names)]
+    wrapped = [wrap(index, base) for base in internals.pattern_match([pattern[len(PREFIX):]], names)]
+    if not wrapped and not Path(pattern).is_dir():
+        raise UnknownTaskError(unknown_task_message(pattern, names))
+    return wrapped
+
+
+def unknown_task_message(pattern: str, names: list[str]) -> str:
+    """What to say about ``erank_<P>`` when P is no task, group or tag of ``names``: what
+    ``erank_<name>`` wraps, and the closest names it would accept (difflib's ratio >= 0.6).
+
+    >>> print(unknown_task_message("erank_piqq", ["piqa", "erank_piqa", "arc_easy"]))  # doctest: +NORMALIZE_WHITESPACE
+    Tasks not found: erank_piqq. erank_<name> runs any task, group or tag lm-eval knows (built in or from
+    --include_path) with Diff-eRank added, and 'piqq' is none of them. Closest names: erank_piqa
+    (lm-eval ls tasks lists them all)
+    """
+    candidates = sorted({name if name.startswith(PREFIX) else PREFIX + name for name in names})
+    close = difflib.get_close_matches(pattern, candidates, n=5, cutoff=0.6)
+    return (f"Tasks not found: {pattern}. {PREFIX}<name> runs any task, group or tag lm-eval knows (built in or "
+            f"from --include_path) with Diff-eRank added, and {pattern[len(PREFIX):]!r} is none of them. "
+            + (f"Closest names: {', '.join(close)}" if close else "No name is close to it")
+            + " (lm-eval ls tasks lists them all)")
 
 
 def wrap(index, base: str) -> str:
