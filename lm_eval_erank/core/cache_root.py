@@ -10,21 +10,23 @@ lm-eval releases).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 ENVIRONMENT_VARIABLE = "LM_EVAL_ERANK_CACHE"
 
 
-def cache_root() -> Path:
-    """``$LM_EVAL_ERANK_CACHE``, else ``$XDG_CACHE_HOME/lm_eval_erank``, else ``~/.cache/lm_eval_erank``.
+def cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """``$LM_EVAL_ERANK_CACHE``, else ``$XDG_CACHE_HOME/lm_eval_erank``, else ``~/.cache/lm_eval_erank``
+    (the variables read from ``environ``, default ``os.environ``).
 
-    >>> import os
-    >>> os.environ["LM_EVAL_ERANK_CACHE"] = "/tmp/erank-cache"
-    >>> str(cache_root())
+    >>> str(cache_root({"LM_EVAL_ERANK_CACHE": "/tmp/erank-cache"}))
     '/tmp/erank-cache'
-    >>> del os.environ["LM_EVAL_ERANK_CACHE"]
+    >>> str(cache_root({"XDG_CACHE_HOME": "/var/cache"}))
+    '/var/cache/lm_eval_erank'
     """
-    if os.environ.get(ENVIRONMENT_VARIABLE):
-        return Path(os.environ[ENVIRONMENT_VARIABLE]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    environ = os.environ if environ is None else environ
+    if environ.get(ENVIRONMENT_VARIABLE):
+        return Path(environ[ENVIRONMENT_VARIABLE]).expanduser()
+    base = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "lm_eval_erank"

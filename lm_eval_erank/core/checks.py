@@ -107,20 +107,20 @@ def check_m0_pretrained(m0_pretrained=None, m0_revision=None, *, m0_seed=None, m
     """
     if m0_pretrained is None:
         if m0_revision is not None:
-            raise ValueError("m0_revision is a revision of m0_pretrained (the checkpoint M0 is loaded from); "
+            raise ErankValueError("m0_revision is a revision of m0_pretrained (the checkpoint M0 is loaded from); "
                              "give m0_pretrained too")
         return None
     if not isinstance(m0_pretrained, (str, os.PathLike)) or not str(m0_pretrained).strip():
-        raise ValueError(f"m0_pretrained must be a hub name or a directory, got {m0_pretrained!r}")
+        raise ErankValueError(f"m0_pretrained must be a hub name or a directory, got {m0_pretrained!r}")
     if m0_revision is not None and (not isinstance(m0_revision, str) or not m0_revision.strip()):
-        raise ValueError(f"m0_revision must be a branch, tag or commit (e.g. step0), got {m0_revision!r}")
+        raise ErankValueError(f"m0_revision must be a branch, tag or commit (e.g. step0), got {m0_revision!r}")
     refused = {"m0_seed (seeds the random twin)": m0_seed is not None,
                "m0_twins > 1 (draws several random twins)": m0_twins != 1,
                "m0_initializer_range (the random twin's init std)": m0_initializer_range is not None,
                "m0 (an M0 already built)": m0 is not None}
     given = [name for name, present in refused.items() if present]
     if given:
-        raise ValueError(f"m0_pretrained loads M0 ({m0_pretrained}) instead of drawing a random twin, so it "
+        raise ErankValueError(f"m0_pretrained loads M0 ({m0_pretrained}) instead of drawing a random twin, so it "
                          f"cannot be combined with {', '.join(given)}")
     return str(m0_pretrained), m0_revision
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
+from .errors import ErankValueError
 from .m0_cache import RUNTIME_ONLY_FIELDS
 from .twin import TwinOutOfMemoryError, check_twin_supported, model_device, spans_devices, twin_config
 
@@ -27,7 +28,7 @@ logger = logging.getLogger("lm_eval.erank.twin")
 _SHOWN = 5
 
 
-class M0ArchitectureError(ValueError):
+class M0ArchitectureError(ErankValueError):
     """The checkpoint given as M0 is not M1's architecture (model type, parameter names or shapes)."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .checks import MAX_SEED, check_int, check_m0_pretrained, check_seed
+from .errors import ErankValueError
 from .m0_cache import M0Cache, check_writable, model_key
 from .pretrained_m0 import PretrainedM0, check_same_architecture, load_pretrained_m0
 from .progress import Progress
@@ -40,9 +41,9 @@ class TwinProvider:
     def __init__(self, m1, seed: int | None, device=None, m0=None, cache_dir: str | Path | None = None,
                  swap: bool = False, initializer_range: float | None = None, pretrained: PretrainedM0 | None = None):
         if swap and device is not None:
-            raise ValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
+            raise ErankValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
         if swap and spans_devices(m1):
-            raise ValueError("m0_swap=true needs M1 on one device; it cannot be combined with parallelize=True")
+            raise ErankValueError("m0_swap=true needs M1 on one device; it cannot be combined with parallelize=True")
         if pretrained is not None:
             check_m0_pretrained(pretrained.name, pretrained.revision, m0_seed=seed,
                                 m0_initializer_range=initializer_range, m0=m0)
