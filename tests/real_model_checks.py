@@ -1,6 +1,6 @@
 """What the real-model tests share: the models' files, the runs' samples and float64 references.
 
-The references are written from the definitions (README "What Diff-eRank is"), independently of the
+The references are written from the definitions (README.md, "What Diff-eRank is"), independently of the
 plugin's batched code: one text at a time, float64 throughout, the LM head applied by hand.
 """
 

@@ -1,6 +1,6 @@
 """scripts/gpu_check.sh (the one-command GPU run: scripts/bench.py and scripts/dtype_drift.py)
 rehearsed on the CPU at the small shape; correctness only, no timings asserted: the speed
-requirements are measured by running the scripts, see README "Performance"."""
+requirements are measured by running the scripts, see docs/performance.md."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The collapse warning: one warning per run when a task's eRank(M0) lies below its eRank(M1)
-beyond both standard errors, naming the tasks, both eRanks and the README section; none otherwise."""
+beyond both standard errors, naming the tasks, both eRanks and the docs page; none otherwise."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lm_eval_erank.core.collapse import README_SECTION, collapsed, warn_if_collapsed
+from lm_eval_erank.core.collapse import DOCS_PAGE, collapsed, warn_if_collapsed
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _responses(erank_m0, erank_m1, n=40, spread=0.05, twins=1, seed=0):
@@ -36,7 +36,7 @@ def test_a_collapsed_task_is_named_with_both_eranks(caplog):
     assert len(warnings) == 1
     expected = f"erank_piqa: eRank(M0) {found[0].erank_m0:.2f} +- {found[0].erank_m0_stderr:.2f} < eRank(M1) {found[0].erank_m1:.2f}"
     assert expected in warnings[0]
-    assert README_SECTION in warnings[0] and "erank_healthy" not in warnings[0]
+    assert DOCS_PAGE in warnings[0] and "erank_healthy" not in warnings[0]
 
 
 def test_no_warning_where_the_twin_is_the_higher_or_within_the_errors(caplog):
@@ -57,8 +57,8 @@ def test_k_twins_and_excluded_texts():
     assert collapsed(["t"], [rows[-1]]) == []  # every text excluded: nothing to compare
 
 
-def test_the_readme_has_the_section_the_warning_names():
-    assert f"## {README_SECTION}" in README
+def test_the_docs_page_the_warning_names_exists():
+    assert (ROOT / DOCS_PAGE).read_text(encoding="utf-8").startswith("# When Diff-eRank is negative\n")
 
 
 def test_hf_erank_stays_silent_where_the_twin_is_the_higher(tiny_models, caplog):

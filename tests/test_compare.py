@@ -360,7 +360,7 @@ def test_each_misleading_difference_is_said_and_only_it(tmp_path, change, expect
     warnings = report.compare(clean_files(tmp_path / "changed", **change)).warnings
     assert len(warnings) == 1 and warnings[0].startswith(expected), warnings
     if "twins differ" in expected:
-        assert "eRank(M1) and the eRank ratio" in warnings[0] and "When Diff-eRank is negative" in warnings[0]
+        assert "eRank(M1) and the eRank ratio" in warnings[0] and "docs/negative-diff-erank.md" in warnings[0]
 
 
 def test_single_twins_sharing_m0_are_not_a_warning(tmp_path):

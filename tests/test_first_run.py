@@ -4,7 +4,7 @@ Mistakes visible on the command line are refused before any model loads (an eran
 model without ``erank`` requests, an unknown ``erank_<name>``, ``pretrained=<file>.gguf``, an
 ``--output_path`` where no file can be created: ``/proc`` as root, where permission bits lie);
 results lm-eval fails to write at the end are saved elsewhere and the run fails; our errors end
-a command in two lines; one cache root; the README's local-files YAML runs as written. (The
+a command in two lines; one cache root; the documented local-files YAML runs as written. (The
 GGUF init warning: ``test_twin_init.py``; a real ``lm_eval`` process ending in our error:
 ``test_cli_end_to_end.py``.) lm-eval's command line runs in this process, its task index built
 once for the module.
@@ -39,10 +39,10 @@ from lm_eval_erank.harness.task_dirs import task_dir
 from lm_eval_erank.harness.wrapping import UnknownTaskError
 from lm_eval_erank.harness.writers import OutputPathError, ResultsNotSavedError
 
+from . import docs_text
 from .conftest import lm_eval_logging_restored, model_args, share_task_index
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -292,11 +292,11 @@ def test_one_cache_root_and_m0_files_of_an_earlier_version_are_moved_into_it(tin
     assert compat.parse_args([])[0].places["0.4.10"] == tmp_path / "compat" / "0.4.10"  # the test environments
 
 
-# ---- 8. the README's local-files task, as written ---------------------------------------------
+# ---- 8. the documented local-files task, as written --------------------------------------------
 
 
-def test_the_readmes_local_files_task_runs_as_written(lm_eval, tiny_models, tmp_path):
-    section = README.split("### Local data files", 1)[1].split("\n## ", 1)[0]
+def test_the_documented_local_files_task_runs_as_written(lm_eval, tiny_models, tmp_path):
+    section = docs_text.section("Local data files")
     task_yaml = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
     command = re.search(r"```\n(lm-eval-erank .*?)\n```", section, re.S).group(1).split()
     config = yaml.safe_load(task_yaml)
@@ -333,10 +333,10 @@ def test_the_readmes_local_files_task_runs_as_written(lm_eval, tiny_models, tmp_
     for name, n_docs in (("my_obqa_nulled", 3), ("erank_my_piqa", 4)):
         (task,) = manager.load_task_or_group([name]).values()
         assert len(list(task.eval_docs)) == n_docs and type(task).__name__ == "ErankTask", name
-    for section_name in ("## Real models", "### GGUF files"):
-        linking = README.split(section_name, 1)[1].split("\n## ", 1)[0]
-        assert "[Local data files](#local-data-files)" in linking, section_name
-    assert "shared/data" not in README.split("## Real models", 1)[1].split("\n## ", 1)[0]
+    for linking in (docs_text.page("real-models.md"), docs_text.section("GGUF files"),
+                    docs_text.section("Evaluating a real model")):
+        assert "tasks.md#local-data-files)" in linking
+    assert "shared/data" not in docs_text.page("real-models.md") + docs_text.section("Evaluating a real model")
 
 
 def test_the_examples_of_what_this_issue_added_run():

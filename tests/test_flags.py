@@ -1,5 +1,5 @@
 """lm-eval's ``run`` flags with erank tasks, each beside the same flags on the standard task
-under ``--model hf`` (README "lm-eval's run flags" is the matrix these tests prove).
+under ``--model hf`` (docs/flags.md is the matrix these tests prove).
 
 The runs are lm-eval's own CLI entry (``lm_eval.__main__.cli_evaluate``, argv as on the command
 line) called in this process, on one task index per include path: lm-eval indexes its ~14,700
@@ -481,7 +481,7 @@ def test_config_file_equals_the_command_line(pair, lm_eval_cli, flag_tasks, flag
 
 def test_wandb_sample_table_is_the_standard_tasks_plus_erank_columns(pair):
     """lm-eval's W&B logger builds each task's table with ``_generate_dataset`` (wandb itself is
-    not needed for that part); ``--wandb_args`` end to end is a manual check (README "lm-eval's run flags")."""
+    not needed for that part); ``--wandb_args`` end to end is a manual check (docs/flags.md)."""
     from lm_eval.loggers.wandb_logger import WandbLogger
 
     hf, erank = pair("plain")

@@ -31,6 +31,7 @@ from lm_eval_erank.core.twin import build_random_twin, parameter_checksum
 from lm_eval_erank.harness.activation import register
 
 from .conftest import FakeTrainer, FakeTrainerState
+from . import docs_text
 from .real_model_checks import Reference
 
 TASK, DOCS, LAYERS = "local_erank_piqa", 8, 2
@@ -349,15 +350,14 @@ def test_the_readme_documents_the_options_the_code_takes(loaded):
     from lm_eval_erank.core.m0_cache import model_key
     from lm_eval_erank.harness.model import ErankHFLM
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## The true initial state as M0: `m0_pretrained`")[1].split("\n## ")[0]
+    section = docs_text.section("The true initial state as M0: `m0_pretrained`")
     (command_args,) = re.findall(r"--model_args (\S+)", section)
     options = dict(part.split("=", 1) for part in command_args.split(","))
     assert set(options) <= {"pretrained", *ErankHFLM.OWN_ARGUMENTS} and options["m0_revision"] == "step0"
     assert options["m0_pretrained"] == options["pretrained"]  # the Pythia command: M1's own step 0
     for name in ("m0_pretrained", "m0_revision"):
-        assert f"| `{name}` |" in readme.split("## `hf-erank` model options")[1].split("\n## ")[0]
+        assert f"| `{name}` |" in docs_text.page("model-options.md")
     model, _, _ = loaded
     key = model_key(model.config, None, model.dtype, "cpu", weights="0" * 64)
     assert "weights" in key and "seed" not in key
-    assert "the checksum of its weights" in readme.split("### M0 results cache")[1].split("\n## ")[0]
+    assert "the checksum of its weights" in docs_text.section("M0 results cache")

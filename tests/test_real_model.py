@@ -202,7 +202,7 @@ def test_the_plain_copy_shares_the_gguf_models_twin_results(m0_cache, gguf_run, 
 
 
 def test_the_gguf_configs_twins_collapse_and_the_published_init_turns_the_sign(erank_lm, gguf_run, tasks, caplog):
-    """README "When Diff-eRank is negative", on the real model: the GGUF metadata has no
+    """docs/negative-diff-erank.md, on the real model: the GGUF metadata has no
     initializer_range, so the twins take LlamaConfig's 0.02, their states collapse below M1's and
     Diff-eRank is negative, which hf-erank says (one warning, naming the task); twins initialised
     with the published 1/24 stay above M1 on the same texts."""

@@ -13,6 +13,7 @@ import pytest
 
 from lm_eval_erank import example
 
+from . import docs_text
 from .test_scripts import load_script
 
 TWINS = 2
@@ -133,12 +134,11 @@ def test_sample_options(study):
         script.parse_args(["--sample", "nope=3"])
 
 
-def test_the_readme_shows_the_committed_smollm2_table():
-    """README "Real models" includes docs/real_smollm2/table.md as scripts/real_models.py wrote it (as of
+def test_the_docs_show_the_committed_smollm2_table():
+    """docs/real-models.md includes docs/real_smollm2/table.md as scripts/real_models.py wrote it (as of
     f249816: SmolLM2 with both twin inits on the full benchmarks), and the cost row is its summary.json's."""
     root = Path(__file__).resolve().parents[1]
-    readme = (root / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Real models", 1)[1].split("\n## ", 1)[0]
-    assert (root / "docs" / "real_smollm2" / "table.md").read_text(encoding="utf-8").strip() in section
+    assert (root / "docs" / "real_smollm2" / "table.md").read_text(encoding="utf-8").strip() in docs_text.page(
+        "real-models.md")
     cost = json.loads((root / "docs" / "real_smollm2" / "summary.json").read_text())["cost"]["SmolLM2-135M-Instruct"]
-    assert f"{cost['ratio_wall']:.2f}x wall, {cost['ratio_cpu']:.2f}x CPU" in readme
+    assert f"{cost['ratio_wall']:.2f}x wall, {cost['ratio_cpu']:.2f}x CPU" in docs_text.page("performance.md")

@@ -27,6 +27,8 @@ from lm_eval_erank.harness.activation import register
 from lm_eval_erank.harness.task_dirs import task_dir
 from lm_eval_erank.harness.writers import check_output_path
 
+from . import docs_text
+
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 TEXTS = example.gold_texts()[:6]
 
@@ -287,7 +289,7 @@ def test_readme_python_examples_use_real_arguments():
 
     functions = {"diff_erank": diff_erank, "DiffErankCallback": DiffErankCallback, "alignment_eranks": alignment_eranks}
     seen = set()
-    for call in _python_calls(README):
+    for call in _python_calls("".join(docs_text.page(p.name) for p in docs_text.PAGES)):
         name = getattr(call.func, "id", None)  # calls of the functions, not of result methods
         if name in functions:
             accepted = inspect.signature(functions[name]).parameters
@@ -295,13 +297,13 @@ def test_readme_python_examples_use_real_arguments():
             for keyword in call.keywords:
                 assert keyword.arg in accepted, (name, keyword.arg)
     assert seen == set(functions)
-    assert "tokenizer=" in README.split("### During training")[1].split("###")[0]
+    assert "tokenizer=" in docs_text.page("python-api.md").split("## During training", 1)[1]
 
 
 def test_readme_describes_the_m0_cache_key_the_code_uses(gpt2):
     model, _ = gpt2
     key = model_key(model.config, 1, model.dtype, "cpu")
-    section = README.split("### M0 results cache")[1].split("##")[0]
+    section = docs_text.section("M0 results cache")
     phrases = {"architecture": "architecture config", "seed": "the seed", "dtype": "the dtype",
                "device_type": "the device type", "versions": "versions of", "key_version": "key_version"}
     assert set(key) == set(phrases)  # a new key field needs a README line

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 
 from .runs import Run
 
-NEGATIVE = 'README "When Diff-eRank is negative"'
-TWIN_DRAW = 'README "The random twin\'s draw: m0_twins"'
+NEGATIVE = "docs/negative-diff-erank.md"
+TWIN_DRAW = "docs/twins.md"
 
 
 def _grouped(runs: Sequence[Run], value: Callable[[Run], object]) -> dict[object, list[str]]:
@@ -57,7 +57,7 @@ def run_caveats(runs: Sequence[Run]) -> list[str]:
     groups = _differing(runs, lambda r: r.dtype)
     if groups:
         found.append(f"different dtypes ({_listing(groups)}): a bfloat16 forward moves dataset eRanks by about 0.03% "
-                     'and accuracy a little; compare models at one dtype (README "Guarantees and limits")')
+                     'and accuracy a little; compare models at one dtype (docs/guarantees.md)')
     limited = [f"{r.label} (--limit {r.config['limit']})" for r in runs if r.config.get("limit") is not None]
     if limited:
         found.append(f"{', '.join(limited)}: a subset of each task's documents, not the whole task")

@@ -20,7 +20,7 @@ the table and writes DIR/comparison.md, comparison.csv, comparison.json and the 
 Tasks are matched across runs by the standard task's name: a plain --model hf run of piqa sits
 beside erank_piqa runs. Correlations (Spearman, Kendall tau-b; exact permutation p up to 9
 models) need 3 models; paired tests (exact McNemar, paired bootstrap) need --log_samples runs on
-the same documents. README "Comparing models" explains comparison.json and the warnings."""
+the same documents. docs/comparing.md explains comparison.json and the warnings."""
 
 
 def parser() -> argparse.ArgumentParser:

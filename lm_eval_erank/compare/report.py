@@ -1,5 +1,5 @@
 """``compare()``: many lm-eval runs -> one leaderboard with the statistics to read it, written as
-``comparison.md``, ``comparison.csv``, ``comparison.json`` and figures (README "Comparing models")."""
+``comparison.md``, ``comparison.csv``, ``comparison.json`` and figures (docs/comparing.md)."""
 
 from __future__ import annotations
 

@@ -236,7 +236,7 @@ def check_pretrained_path(pretrained) -> None:
     ...     check_pretrained_path(os.path.join(folder, "model.gguf"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    lm_eval_erank.core.errors.ErankValueError: pretrained=.../model.gguf is a GGUF file; transformers loads one from its folder: --model_args pretrained=...,gguf_file=model.gguf (README "GGUF files")
+    lm_eval_erank.core.errors.ErankValueError: pretrained=.../model.gguf is a GGUF file; transformers loads one from its folder: --model_args pretrained=...,gguf_file=model.gguf (docs/model-options.md, "GGUF files")
     """
     if not isinstance(pretrained, (str, os.PathLike)):
         return  # None, or an already-loaded model object: HFLM accepts those
@@ -245,6 +245,6 @@ def check_pretrained_path(pretrained) -> None:
         return
     if path.suffix.lower() == ".gguf":
         raise ErankValueError(f"pretrained={pretrained} is a GGUF file; transformers loads one from its folder: "
-                              f"--model_args pretrained={path.parent},gguf_file={path.name} (README \"GGUF files\")")
+                              f"--model_args pretrained={path.parent},gguf_file={path.name} (docs/model-options.md, \"GGUF files\")")
     raise ErankValueError(f"pretrained={pretrained} is a file; give the folder holding the model's config.json "
                           f"and weights (pretrained={path.parent}) or a hub repository name")

@@ -1,8 +1,7 @@
 """The random twin's collapse: when eRank(M0) lies below eRank(M1), Diff-eRank is negative (no lm-eval).
 
 Diff-eRank reads eRank(M0) as the noisy, high-rank baseline that training reduces. For some
-architectures and initialisations (Llama-, Qwen-, Gemma-style: see README "When Diff-eRank is
-negative") the random twin's representations collapse with depth instead, eRank(M0) falls below
+architectures and initialisations (Llama- and Qwen-style: see docs/negative-diff-erank.md) the random twin's representations collapse with depth instead, eRank(M0) falls below
 eRank(M1), and Diff-eRank is negative. The values are still the paper's definition; this module
 only says so, once per run, for the texts of each task where the two eRanks are apart beyond
 their standard errors.
@@ -18,7 +17,7 @@ from . import metrics
 
 logger = logging.getLogger("lm_eval.erank.collapse")
 
-README_SECTION = "When Diff-eRank is negative"
+DOCS_PAGE = "docs/negative-diff-erank.md"  # "When Diff-eRank is negative", in the project's repository
 # Bootstrap draws for the two stderrs the check compares (the reported stderrs use lm-eval's setting).
 CHECK_BOOTSTRAP_ITERS = 1000
 
@@ -60,15 +59,15 @@ def collapsed(task_names: Sequence[str], responses: Sequence[dict]) -> list[Coll
 
 
 def warn_if_collapsed(task_names: Sequence[str], responses: Sequence[dict]) -> list[Collapse]:
-    """One warning naming every task of :func:`collapsed`, both eRanks and the README section;
+    """One warning naming every task of :func:`collapsed`, both eRanks and the docs page;
     nothing when there is none. Returns what it found."""
     found = collapsed(task_names, responses)
     if found:
         logger.warning(
-            "erank: the random twin M0 has a lower effective rank than the trained model M1, so Diff-eRank "
-            "is negative (%s). The values keep the paper's definition; the sign comes from the architecture's "
-            "random initialisation, not from the model: see the README section \"%s\" for what it means and "
-            "how to compare such models (eRank(M1) and erank_ratio within one architecture).",
-            "; ".join(c.describe() for c in found), README_SECTION,
+            "erank: M0 has a lower effective rank than the trained model M1, so Diff-eRank is negative (%s). "
+            "The values keep the paper's definition; the sign comes from M0's initialisation, not from the "
+            "model: see %s (\"When Diff-eRank is negative\") for what it means and how to compare such "
+            "models (eRank(M1) and erank_ratio within one architecture).",
+            "; ".join(c.describe() for c in found), DOCS_PAGE,
         )
     return found

@@ -10,7 +10,7 @@ function users call (``diff_erank``) and the one path the harness and the callba
 from its config, or passed in), or its true initial state loaded with ``m0_pretrained``. Per
 text: the entropy of chosen hidden states and the mean token loss under both models; over the
 texts: both eRank aggregations, Diff-eRank, the ratio, the reduced loss and the counts (see
-README "Reported metrics").
+docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -130,8 +130,8 @@ def diff_erank(
         progress: show a progress bar over the texts (stderr), one pass per model; False: silent.
         skip_first_tokens: k (default 0, the paper's), the first k positions of every text left
             out of the eRank statistics (they still condition the rest; the losses keep them): the
-            first token can carry most of a middle layer's spread (README "When Diff-eRank is
-            negative"). A text needs k + 2 tokens for an eRank.
+            first token can carry most of a middle layer's spread
+            (docs/negative-diff-erank.md). A text needs k + 2 tokens for an eRank.
         m0_initializer_range: the twins' init std instead of the config's ``initializer_range``
             (e.g. the published value of a model loaded from a GGUF file, whose metadata has none).
         m0_pretrained: a hub name or directory to load M0 from instead of drawing a twin (the

@@ -138,7 +138,7 @@ def loaded_from_gguf(model: PreTrainedModel) -> bool:
 def warn_if_gguf_init_unknown(model: PreTrainedModel, initializer_range: float | None) -> None:
     """A GGUF file's metadata has no ``initializer_range``: without ``m0_initializer_range`` the
     twin takes the config class's default, which may differ from the published model's and
-    decides the twin's collapse (README "When Diff-eRank is negative"); say what the twin got and
+    decides the twin's collapse (docs/negative-diff-erank.md); say what the twin got and
     how to check and pass the published value, once per M1."""
     if initializer_range is not None or not loaded_from_gguf(model):
         return
@@ -148,7 +148,7 @@ def warn_if_gguf_init_unknown(model: PreTrainedModel, initializer_range: float |
         "erank: %s was loaded from a GGUF file, whose metadata carries no initializer_range, so the random twin "
         "M0 is initialised with %s's default, initializer_range=%s. If the model's published config.json (on its "
         "hub page) gives another initializer_range, pass that value as m0_initializer_range=<value>: the init std "
-        "changes eRank(M0) and can turn the sign of Diff-eRank (README \"When Diff-eRank is negative\").",
+        "changes eRank(M0) and can turn the sign of Diff-eRank (docs/negative-diff-erank.md).",
         type(model).__name__, type(config).__name__, getattr(config, "initializer_range", None),
     )
 

@@ -9,7 +9,7 @@ erank request as the task's own (:func:`install`, through ``lm_eval_internals``)
   sample's own requests (its erank request left out; the samples artifacts keep it) and list
   the eRank metrics the samples carry.
 
-README "lm-eval's run flags": every flag, what it does with erank tasks, and the test that shows it.
+docs/flags.md: every flag, what it does with erank tasks, and the test that shows it.
 """
 
 from __future__ import annotations

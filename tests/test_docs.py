@@ -1,0 +1,243 @@
+"""The README and docs/ stay true: links resolve, the names they give exist, the quick start shows
+what the example prints today, and a figure a study wrote is quoted from that study's output.
+
+Everything here reads files (no model, no lm-eval) except the quick-start test, which runs the
+offline example at its real size.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOC_PAGES = sorted((ROOT / "docs").rglob("*.md"))
+DOCS = [README, *DOC_PAGES]
+README_MAX_LINES = 300
+
+LINK = re.compile(r"!?\[(?:[^\]]|\][^(])*\]\(([^)\s]+)\)")
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def text_of(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lstrip("#").strip().lower())
+    return text.replace(" ", "-")
+
+
+@cache
+def anchors(path: Path) -> set[str]:
+    prose = FENCE.sub("", text_of(path))
+    return {anchor(line) for line in prose.splitlines() if line.startswith("#")}
+
+
+def links(path: Path) -> list[str]:
+    return LINK.findall(FENCE.sub("", text_of(path)))
+
+
+def test_the_readme_is_short_and_leads_with_what_a_researcher_needs():
+    lines = text_of(README).splitlines()
+    assert len(lines) < README_MAX_LINES, f"README.md has {len(lines)} lines"
+    headings = [line for line in lines if line.startswith("## ")]
+    assert headings[:4] == ["## What Diff-eRank is", "## Install", "## Quick start (offline, a fresh machine)",
+                            "## Evaluating a real model"]
+    assert {"## Reading the output", "## Comparing models", "## Citation", "## Documentation"} <= set(headings)
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_and_image_resolves(page):
+    broken = []
+    for target in links(page):
+        if re.match(r"[a-z]+:", target):
+            continue  # https:, mailto:
+        path, _, fragment = target.partition("#")
+        resolved = (page.parent / path).resolve() if path else page
+        if not resolved.exists():
+            broken.append(f"{target}: no {resolved}")
+        elif fragment and resolved.suffix == ".md" and fragment not in anchors(resolved):
+            broken.append(f"{target}: no heading #{fragment} in {resolved.relative_to(ROOT)}")
+    assert not broken, "\n".join(broken)
+
+
+def test_every_docs_page_is_reachable_from_the_readme():
+    reached, todo = set(), [README]
+    while todo:
+        page = todo.pop()
+        for target in links(page):
+            path = target.partition("#")[0]
+            if path.endswith(".md") and not re.match(r"[a-z]+:", path):
+                found = (page.parent / path).resolve()
+                if found.is_file() and found not in reached:
+                    reached.add(found)
+                    todo.append(found)
+    hand_written = {p.resolve() for p in DOC_PAGES if p.parent == ROOT / "docs"}
+    assert hand_written - reached == set()
+
+
+# ---- names ------------------------------------------------------------------------------------------
+
+
+def module_file(dotted: str) -> Path | None:
+    base = ROOT.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    if dotted == "lm_eval_erank.task_configs":
+        return ROOT / "task_configs" / "__init__.py"
+    return None
+
+
+def absolute_module(path: Path, node: ast.ImportFrom) -> str:
+    """The dotted module an ``import from`` in the file ``path`` names (relative imports resolved)."""
+    if not node.level:
+        return node.module or ""
+    package = list(path.relative_to(ROOT).with_suffix("").parts)
+    package = package[:-1] if package[-1] != "__init__" else package[:-1]
+    base = package[:len(package) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+@cache
+def top_level_names(path: Path) -> set[str]:
+    tree = ast.parse(text_of(path))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+            if isinstance(node, ast.ImportFrom) and [a.name for a in node.names] == ["*"]:
+                star = module_file(absolute_module(path, node))
+                names |= top_level_names(star) if star else set()
+    if path.name == "__init__.py":
+        names |= {p.stem for p in path.parent.glob("*.py")} | {p.name for p in path.parent.iterdir() if p.is_dir()}
+        lazy = re.search(r"_LAZY = \{(.*?)\}", text_of(path), re.S)
+        names |= set(re.findall(r'"(\w+)":', lazy.group(1))) if lazy else set()
+    return names
+
+
+def dotted_name_exists(dotted: str) -> bool:
+    """``lm_eval_erank.a.b.attr``: the longest prefix that is a module, then an attribute it defines
+    (a class attribute one level further is accepted when the class exists)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        path = module_file(".".join(parts[:cut]))
+        if path is not None:
+            rest = parts[cut:]
+            return not rest or rest[0] in top_level_names(path)
+    return False
+
+
+NAMED_MODULE = re.compile(r"\blm_eval_erank(?:\.\w+)+")
+# a path in the repository (not one inside another path, e.g. ~/.cache/lm_eval_erank/m0)
+NAMED_FILE = re.compile(r"(?<![\w./~$-])((?:lm_eval_erank|scripts|tests|task_configs|docs)/[\w./-]*\w)")
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_module_and_file_named_exists(page):
+    text = text_of(page)
+    missing = [name for name in sorted(set(NAMED_MODULE.findall(text))) if not dotted_name_exists(name)]
+    for name in sorted(set(NAMED_FILE.findall(text))):
+        if any(ch in name for ch in "<>*{}") or name.startswith("docs/") and page.parent == ROOT / "docs":
+            continue
+        if not (ROOT / name).exists() and not (ROOT / name.replace("lm_eval_erank/task_configs", "task_configs")).exists():
+            missing.append(name)
+    assert not missing, f"{page.name} names what does not exist: {missing}"
+
+
+def test_every_docs_path_the_code_names_exists():
+    """Error messages and docstrings point users at docs pages: those pages exist."""
+    named = set()
+    for path in [*ROOT.joinpath("lm_eval_erank").rglob("*.py"), *ROOT.joinpath("scripts").rglob("*.py")]:
+        named |= {(path, m) for m in re.findall(r"docs/[\w./-]*\.md", text_of(path))}
+    assert named and not [f"{p.relative_to(ROOT)}: {m}" for p, m in named if not (ROOT / m).is_file()]
+
+
+CONSOLE = re.compile(r"^\s*(?:\$ )?(lm-eval-erank|lm_eval|lm-eval|python -m [\w.]+|python scripts/[\w/]+\.py|"
+                     r"bash scripts/[\w/]+\.sh)(?:\s+(\S+))?", re.M)
+
+
+def console_commands() -> list[tuple[str, str, str | None]]:
+    found = []
+    for page in DOCS:
+        for block in re.findall(r"^```[^\n]*\n(.*?)^```", text_of(page), re.S | re.M):
+            found += [(page.name, *m) for m in CONSOLE.findall(block)]
+    return found
+
+
+def test_every_console_command_shown_exists():
+    scripts = tomllib.loads(text_of(ROOT / "pyproject.toml"))["project"]["scripts"]
+    wrong = []
+    for page, command, first in console_commands():
+        if command == "lm-eval-erank":
+            ok = command in scripts and (not first or first.startswith("-") or first in ("compare", "run", "ls",
+                                                                                             "validate"))
+        elif command.startswith("python -m "):
+            module = command.split()[-1]
+            ok = module in ("lm_eval", "pip", "venv") or module_file(module) is not None
+        elif command.startswith(("python scripts/", "bash scripts/")):
+            ok = (ROOT / command.split()[-1]).is_file()
+        else:
+            ok = True  # lm-eval's own command
+        if not ok:
+            wrong.append(f"{page}: {command} {first or ''}")
+    assert console_commands() and not wrong, wrong
+
+
+def model_arguments_shown() -> set[str]:
+    keys = set()
+    for page in DOCS:
+        for value in re.findall(r"--model_args[ =]+(\S+)", text_of(page)):
+            keys |= {part.split("=", 1)[0] for part in value.strip("\"'`\\").split(",") if "=" in part}
+    return keys
+
+
+def test_every_model_argument_named_is_one_hf_erank_takes():
+    import inspect
+
+    from lm_eval_erank.harness.model import ErankHFLM
+    from lm_eval_erank.harness.multimodal_model import ErankMultimodalLM
+
+    multimodal = set(inspect.signature(ErankMultimodalLM.__init__).parameters) - {"self", "kwargs"}
+    accepted = set(ErankHFLM.OWN_ARGUMENTS) | set(ErankHFLM.HF_ARGUMENTS) | multimodal | {"gguf_file"}  # from_pretrained's
+    shown = model_arguments_shown()
+    assert {"pretrained", "m0_twins", "gguf_file"} <= shown
+    assert shown <= accepted, shown - accepted
+    table = text_of(ROOT / "docs" / "model-options.md").split("| option | default | meaning |", 1)[1].split("\n\n")[0]
+    options = {m for row in table.splitlines()[2:] for m in re.findall(r"^\| `(\w+)`(?:, `(\w+)`)?", row)[0] if m}
+    assert options == set(ErankHFLM.OWN_ARGUMENTS)
+
+
+# ---- the quick start ----------------------------------------------------------------------------------
+
+
+def test_the_quick_start_shows_what_the_example_prints_today(tmp_path):
+    """README's quick-start block is the last table ``python -m lm_eval_erank.example`` prints (what
+    scripts/run_example.sh runs after the setup), at its real size."""
+    block = text_of(README).split("## Quick start", 1)[1].split("```", 4)[3].strip("\n").splitlines()
+    env = dict(os.environ, LM_EVAL_ERANK_CACHE=str(tmp_path / "cache"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false")
+    done = subprocess.run([sys.executable, "-m", "lm_eval_erank.example", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = [line.rstrip() for line in done.stdout.splitlines()]
+    start = printed.index(block[0])
+    assert printed[start:start + len(block)] == block
+    assert "python -m lm_eval_erank.example --out" in text_of(ROOT / "scripts" / "run_example.sh")
