@@ -255,7 +255,7 @@ def test_pairs_are_mcnemar_and_the_paired_bootstrap_on_the_same_documents(evalua
             assert pair["diff_erank_diff"] is None and pair["diff_erank_ci"] is None
             continue
         ra, rb = (results_of(evaluated[x])["results"][task_a] for x in (pair["a"], pair["b"]))
-        for metric in ("diff_erank", "erank_m1", "reduced_loss"):
+        for metric in ("diff_erank", "erank_m1", "erank_ratio", "reduced_loss"):
             estimate, (low, high) = pair[f"{metric}_diff"], pair[f"{metric}_ci"]
             assert estimate == pytest.approx(ra[f"{metric},none"] - rb[f"{metric},none"], rel=1e-10, abs=1e-12)
             assert low <= estimate <= high and high - low > 0

@@ -14,7 +14,7 @@ from .samples import TaskSamples
 
 X_METRICS = ("diff_erank", "erank_ratio")
 Y_METRICS = ("acc", "acc_norm", "reduced_loss")
-PAIRED_METRICS = ("diff_erank", "erank_m1", "reduced_loss")
+PAIRED_METRICS = ("diff_erank", "erank_m1", "erank_ratio", "reduced_loss")
 PAIR_MODES = ("auto", "all", "consecutive", "none")
 ALL_PAIRS_UP_TO = 6  # "auto": every pair up to this many models, consecutive by the size axis above
 
@@ -119,7 +119,7 @@ def _difference_interval(a: TaskSamples, b: TaskSamples, metric: str, resamples:
 def paired_comparison(task: str, a: Run, b: Run, samples_a: TaskSamples | None, samples_b: TaskSamples | None, *,
                       resamples: int = 2000, seed: int = statistics.DEFAULT_SEED) -> dict:
     """A - B on the same documents of ``task``: the accuracy difference with the exact McNemar
-    p-value, and the Diff-eRank, eRank(M1) and reduced-loss differences with seeded paired bootstrap
+    p-value, and the Diff-eRank, eRank(M1), eRank-ratio and reduced-loss differences with seeded paired bootstrap
     95% intervals (the documents resampled once per replicate, both runs' dataset values recomputed
     on it). ``reason``: why nothing was computed (no samples, different documents)."""
     entry = {"task": task, "a": a.label, "b": b.label, "n_docs": None, "acc_diff": None, "mcnemar_p": None,

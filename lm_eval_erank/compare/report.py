@@ -288,13 +288,15 @@ def _difference(value, interval, digits=4) -> str:
 
 
 def pairs_markdown(comparison: Comparison) -> str:
-    lines = ["|Task|A|B|n|acc A-B (McNemar p)|Diff-eRank A-B [95%]|eRank(M1) A-B [95%]|reduced loss A-B [95%]|note|",
-             "|---|---|---|--:|--:|--:|--:|--:|---|"]
+    lines = ["|Task|A|B|n|acc A-B (McNemar p)|Diff-eRank A-B [95%]|eRank(M1) A-B [95%]|ratio M1/M0 A-B [95%]|"
+             "reduced loss A-B [95%]|note|",
+             "|---|---|---|--:|--:|--:|--:|--:|--:|---|"]
     for p in comparison.pairs:
         acc = "-" if p["acc_diff"] is None else f"{p['acc_diff']:+.4f} (p = {p['mcnemar_p']:.3g})"
         lines.append(f"|{p['task']}|{p['a']}|{p['b']}|{p['n_docs'] if p['n_docs'] is not None else '-'}|{acc}|"
                      f"{_difference(p['diff_erank_diff'], p['diff_erank_ci'])}|"
                      f"{_difference(p['erank_m1_diff'], p['erank_m1_ci'])}|"
+                     f"{_difference(p['erank_ratio_diff'], p['erank_ratio_ci'])}|"
                      f"{_difference(p['reduced_loss_diff'], p['reduced_loss_ci'])}|"
                      f"{p.get('reason') or '; '.join([p.get('note') or '', *p.get('excluded', [])]).strip('; ')}|")
     return "\n".join(lines) + "\n"
