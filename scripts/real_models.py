@@ -26,8 +26,10 @@ settings are the same, so an interrupted study loses at most the (model, data se
 M0's results are cached in ``OUT/m0_cache``.
 
 Then the report: ``lm-eval-erank compare`` over ``OUT/runs/*`` (table, correlations, paired comparisons,
-figures) into ``--report`` (default ``docs/real``), and ``study.json`` there: the command, machine,
-versions, settings, every run's wall and CPU time, and the documents chosen.
+figures) into ``--report`` (default ``docs/real``); ``verdict.md`` from it (within each family, the
+larger model minus the smaller on every data set with the paired intervals; whether Diff-eRank and
+accuracy order the models alike); and ``study.json``: the command, machine, versions, settings, every
+run's wall and CPU time, and the documents chosen.
 """
 
 from __future__ import annotations
@@ -92,18 +94,20 @@ DATA_SETS = {
 
 # ---- models and tasks -------------------------------------------------------------------------------
 
-def parse_model(spec: str) -> tuple[str, str]:
-    """(label, model arguments) for a REAL_MODELS key or ``LABEL=MODEL_ARGS``."""
+def parse_model(spec: str) -> tuple[str, str, str | None]:
+    """(label, model arguments, family) for a REAL_MODELS key (family: its architecture) or
+    ``LABEL=MODEL_ARGS[@FAMILY]`` (models of one family are compared size by size in the verdict)."""
     from lm_eval_erank.testing.real_models import REAL_MODELS, fetch
 
     if spec in REAL_MODELS:
         model = REAL_MODELS[spec]
         fetch(spec)
-        return model.file_name.split(".")[0], model.model_args(published_init=True)
+        return model.file_name.split(".")[0], model.model_args(published_init=True), model.architecture.split(",")[0]
     label, sep, rest = spec.partition("=")
     if not sep or "=" not in rest:
         raise SystemExit(f"real_models: --model {spec!r}: give one of {', '.join(REAL_MODELS)} or LABEL=pretrained=...")
-    return label, rest
+    rest, _, family = rest.partition("@")
+    return label, rest, family or None
 
 
 def write_tasks(keys: list[str], data_dir: Path, out: Path) -> dict[str, str]:
@@ -230,12 +234,66 @@ def machine(args) -> dict:
             "load_average_start": args.load_start, "load_average_end": os.getloadavg()}
 
 
-def report(models: list[tuple[str, str]], args) -> None:
-    """``lm-eval-erank compare`` over the models' runs into ``--report``."""
+def report(models: list[tuple[str, str]], families: dict[str, str], args):
+    """``lm-eval-erank compare`` over the models' runs into ``--report``, and ``verdict.md`` from it."""
     from lm_eval_erank.compare import compare
 
-    compare([str(args.out / "runs" / label) for label, _ in models], out=str(args.report),
-            labels=[label for label, _ in models])
+    comparison = compare([str(args.out / "runs" / label) for label, _ in models], out=str(args.report),
+                         labels=[label for label, _ in models])
+    (args.report / "verdict.md").write_text(verdict_markdown(comparison, families), encoding="utf-8")
+    return comparison
+
+
+PAIRED = (("diff_erank", "Diff-eRank"), ("erank_ratio", "ratio M1/M0"), ("erank_m1", "eRank(M1)"),
+          ("reduced_loss", "reduced loss"))
+
+
+def difference(value, interval, sign: int) -> str:
+    """``+1.234 [+0.500, +2.000] larger``: larger / smaller when the 95% interval excludes 0."""
+    if value is None:
+        return "-"
+    low, high = sorted((sign * interval[0], sign * interval[1]))
+    verdict = "larger" if low > 0 else "smaller" if high < 0 else "not separated"
+    return f"{sign * value:+.3f} [{low:+.3f}, {high:+.3f}] {verdict}"
+
+
+def verdict_markdown(comparison, families: dict[str, str]) -> str:
+    """Within each family, the larger model minus the smaller on every task, each difference with its
+    paired 95% interval (and the accuracy's McNemar p); then, per task, whether Diff-eRank and accuracy
+    order all the models alike, with the rank correlation across them and the smallest p it could reach."""
+    params = {run.label: run.num_parameters for run in comparison.runs}
+    lines = []
+    for family in sorted(set(families.values())):
+        members = sorted((label for label, f in families.items() if f == family and params.get(label)),
+                         key=params.get)
+        for small, large in zip(members, members[1:]):
+            lines += [f"**{large} minus {small}** (paired over the same documents; 95% bootstrap interval):", "",
+                      "| task | n | " + " | ".join(title for _, title in PAIRED) + " | acc (McNemar p) |",
+                      "|---|---:|" + "---|" * (len(PAIRED) + 1)]
+            for pair in comparison.pairs:
+                if {pair["a"], pair["b"]} != {small, large} or pair["n_docs"] is None:
+                    continue
+                sign = 1 if pair["a"] == large else -1
+                acc = "-" if pair["acc_diff"] is None else f"{sign * pair['acc_diff']:+.4f} (p = {pair['mcnemar_p']:.3g})"
+                cells = [difference(pair[f"{m}_diff"], pair[f"{m}_ci"], sign) for m, _ in PAIRED]
+                lines.append(f"| {pair['task']} | {pair['n_docs']} | " + " | ".join(cells) + f" | {acc} |")
+            lines.append("")
+    lines += ["**Do Diff-eRank and accuracy order the models alike?** (Spearman rho across the models; with n "
+              "models the smallest two-sided p any ordering reaches is min p)", "",
+              "| task | models by Diff-eRank (low to high) | models by acc (low to high) | same order | rho | p | min p |",
+              "|---|---|---|---|---:|---:|---:|"]
+    values = {(row["label"], row["task"]): row for row in comparison.rows}
+    for entry in comparison.correlations:
+        if (entry["x"], entry["y"]) != ("diff_erank", "acc"):
+            continue
+        by = {m: sorted(entry["models"], key=lambda label: values[(label, entry["task"])][m]["value"])
+              for m in ("diff_erank", "acc")}
+        rho = "-" if entry["spearman"] is None else f"{entry['spearman']:+.2f}"
+        p = "-" if entry["spearman_p"] is None else f"{entry['spearman_p']:.3g}"
+        min_p = "-" if entry["min_p"] is None else f"{entry['min_p']:.3g}"
+        lines.append(f"| {entry['task']} | {' < '.join(by['diff_erank'])} | {' < '.join(by['acc'])} | "
+                     f"{'yes' if by['diff_erank'] == by['acc'] else 'no'} | {rho} | {p} | {min_p} |")
+    return "\n".join(lines) + "\n"
 
 
 # ---- command line ------------------------------------------------------------------------------------
@@ -289,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    models = [parse_model(spec) for spec in args.model or DEFAULT_MODELS]
+    parsed = [parse_model(spec) for spec in args.model or DEFAULT_MODELS]
+    models = [(label, model_args) for label, model_args, _ in parsed]
+    families = {label: family for label, _, family in parsed if family}
     tasks = write_tasks(args.keys, args.data, args.out / "tasks")
     task_manager = TaskManager(include_path=str(args.out / "tasks"), include_defaults=False)
     chosen = {key: sampled_docs(task, task_manager, args.sample.get(key, 0)) for key, task in tasks.items()}
@@ -302,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_report:
         return 0
     args.report.mkdir(parents=True, exist_ok=True)
-    report(models, args)
+    report(models, families, args)
     study = {
         "command": "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0])), *(argv or sys.argv[1:])]),
         "machine": machine(args), "versions": versions(), "this_invocation_wall_s": time.perf_counter() - started,

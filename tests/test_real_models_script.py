@@ -40,7 +40,9 @@ def study(tiny_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("real_models")
     data, out, report = write_data(root / "data"), root / "out", root / "report"
     script = load_script("real_models")
-    models = [arg for arch in ("gpt2", "llama", "opt") for arg in ("--model", f"{arch}=pretrained={tiny_models[arch]}")]
+    family = {"gpt2": "@tiny", "llama": "@tiny", "opt": ""}  # two models of one "family": the verdict compares them
+    models = [arg for arch in ("gpt2", "llama", "opt")
+              for arg in ("--model", f"{arch}=pretrained={tiny_models[arch]}{family[arch]}")]
     common = [*models, "--data", data, "--twins", TWINS, "--batch-size", 4, "--bootstrap-iters", 100, "--out", out,
               *[a for key, n in SAMPLE.items() for a in ("--sample", f"{key}={n}")]]
     assert script.main([str(a) for a in [*common, "--report", report]]) == 0
@@ -83,6 +85,34 @@ def test_the_report_is_the_compare_commands_over_the_runs(study):
     assert len(piqa) == 3 and all(p["n_docs"] == SAMPLE["piqa"] and math.isfinite(p["diff_erank_diff"]) for p in piqa)
     assert {c["n"] for c in written["correlations"]} == {3}
     assert (report / "comparison.md").is_file() and list(report.glob("*.png"))
+
+
+def test_the_verdict_is_the_larger_minus_the_smaller_model_of_a_family(study):
+    """verdict.md: per task, the larger of the family's two models minus the smaller (values from the
+    runs' results), the interval's verdict, and whether Diff-eRank and acc order all models alike."""
+    _, _, out, report = study
+    written = json.loads((report / "comparison.json").read_text())
+    params = {m["label"]: m["num_parameters"] for m in written["models"]}
+    small, large = sorted(("gpt2", "llama"), key=params.get)
+    verdict = (report / "verdict.md").read_text()
+    assert f"**{large} minus {small}**" in verdict and "opt minus" not in verdict and "minus opt" not in verdict
+    rows = {(r["label"], r["task"]): r for r in written["rows"]}
+    lines = {line.split(" | ")[0].strip("| "): line for line in verdict.splitlines()
+             if line.startswith("| real_") and " < " not in line}  # the pair table's rows
+    for key in SAMPLE:
+        task = f"real_{key}"
+        expected = rows[(large, task)]["diff_erank"]["value"] - rows[(small, task)]["diff_erank"]["value"]
+        cells = lines[task].split(" | ")
+        assert cells[1] == str(SAMPLE[key]) and cells[2].startswith(f"{expected:+.3f} [")
+        low, high = (float(x) for x in cells[2].split("[")[1].split("]")[0].split(", "))
+        assert cells[2].endswith("larger" if low > 0 else "smaller" if high < 0 else "not separated")
+    order_rows = [line for line in verdict.splitlines() if line.startswith("| real_") and " < " in line]
+    assert len(order_rows) == 3  # the three benchmarks have acc; hh-rlhf has none
+    for line in order_rows:
+        cells = line.split(" | ")
+        assert cells[3] == ("yes" if cells[1] == cells[2] else "no")
+        min_p = cells[-1].strip(" |")  # n = 3: at least 1/3 (more with ties), or undefined (a constant acc)
+        assert min_p == "-" or float(min_p) >= 0.333
 
 
 def test_a_rerun_reuses_every_finished_run_and_changed_settings_run_again(study, capsys):
