@@ -102,7 +102,7 @@ def parse_model(spec: str) -> tuple[str, str, str | None]:
     if spec in REAL_MODELS:
         model = REAL_MODELS[spec]
         fetch(spec)
-        return model.file_name.split(".")[0], model.model_args(published_init=True), model.architecture.split(",")[0]
+        return model.name, model.model_args(published_init=True), model.architecture.split(",")[0]
     label, sep, rest = spec.partition("=")
     if not sep or "=" not in rest:
         raise SystemExit(f"real_models: --model {spec!r}: give one of {', '.join(REAL_MODELS)} or LABEL=pretrained=...")

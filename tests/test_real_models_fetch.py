@@ -110,6 +110,8 @@ def test_a_changed_file_in_the_cache_is_fetched_again(registry, monkeypatch):
 def test_the_study_models_are_declared_with_their_published_init():
     assert set(real_models.REAL_MODELS) == {"smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct",
                                             "qwen2.5-coder-1.5b-instruct"}
+    assert [m.name for m in real_models.REAL_MODELS.values()] == [
+        "SmolLM2-135M-Instruct", "Qwen2.5-Coder-0.5B-Instruct", "Qwen2.5-Coder-1.5B-Instruct"]  # the study's labels
     smollm2 = real_models.real_model("smollm2-135m-instruct")
     assert smollm2.model_args().endswith(",m0_initializer_range=0.041666666666666664")
     assert smollm2.model_args(published_init=False) == f"pretrained={smollm2.folder},gguf_file={smollm2.file_name}"

@@ -55,6 +55,11 @@ class RealModel:
     initializer_range: float
 
     @property
+    def name(self) -> str:
+        """The model's name, without the quantisation: ``Qwen2.5-Coder-0.5B-Instruct``."""
+        return self.file_name.rsplit(".", 2)[0]
+
+    @property
     def folder(self) -> Path:
         return cache_root() / "models" / self.key
 
