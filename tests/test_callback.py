@@ -6,13 +6,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
-from lm_eval_erank import diff_erank, example
+from lm_eval_erank import diff_erank
 from lm_eval_erank import callback as callback_module
 from lm_eval_erank.callback import DiffErankCallback
+from lm_eval_erank.testing import tiny
 
 from .conftest import FakeTrainer, FakeTrainerState
 
-HELD_OUT = example.gold_texts()[:8]
+HELD_OUT = tiny.gold_texts()[:8]
 
 
 class _Texts(torch.utils.data.Dataset):
@@ -45,7 +46,7 @@ def test_callback_logs_every_n_steps_and_computes_m0_once(tiny_models, tmp_path,
     model = AutoModelForCausalLM.from_config(AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"]).config)
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=4, learning_rate=3e-3,
                              logging_steps=3, report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=_Texts(tok, example.gold_texts()),
+    trainer = Trainer(model=model, args=args, train_dataset=_Texts(tok, tiny.gold_texts()),
                       data_collator=_collate(tok.pad_token_id), processing_class=tok)
     m0_builds = []
     real_make_twins = callback_module.make_twins
