@@ -70,10 +70,22 @@ WINOGRANDE_DOCS = [
 
 
 def piqa_rows() -> list[dict]:
+    """``PIQA_DOCS`` in PIQA's hub schema.
+
+    >>> rows = piqa_rows()
+    >>> len(rows), rows[0]["goal"], rows[0]["label"]
+    (12, 'How do I keep bread fresh?', 0)
+    """
     return [{"goal": g, "sol1": a, "sol2": b, "label": y} for g, a, b, y in PIQA_DOCS]
 
 
 def openbookqa_rows() -> list[dict]:
+    """``OBQA_DOCS`` in OpenBookQA's hub schema.
+
+    >>> row = openbookqa_rows()[0]
+    >>> row["question_stem"], row["choices"]["label"], row["answerKey"]
+    ('The sun is a source of', ['A', 'B', 'C', 'D'], 'B')
+    """
     labels = ["A", "B", "C", "D"]
     return [
         {"id": f"ex-{i}", "question_stem": stem, "choices": {"text": texts, "label": labels}, "answerKey": key}
@@ -82,11 +94,23 @@ def openbookqa_rows() -> list[dict]:
 
 
 def winogrande_rows() -> list[dict]:
+    """``WINOGRANDE_DOCS`` in WinoGrande's hub schema.
+
+    >>> row = winogrande_rows()[1]
+    >>> row["option2"], row["answer"]
+    ('Maria', '2')
+    """
     return [{"sentence": s, "option1": a, "option2": b, "answer": y} for s, a, b, y in WINOGRANDE_DOCS]
 
 
 def gold_texts() -> list[str]:
-    """The gold sequences the erank tasks feed (the training text of the example model)."""
+    """The gold sequences the erank tasks feed (the training text of the example model): the
+    PIQA, then the OpenBookQA, then the WinoGrande documents.
+
+    >>> texts = gold_texts()
+    >>> len(texts), texts[len(PIQA_DOCS)], texts[-1]
+    (30, 'The sun is a source of light', 'The road was closed because the road was flooded after the storm.')
+    """
     texts = [f"Question: {g}\nAnswer: {(a, b)[y]}" for g, a, b, y in PIQA_DOCS]
     texts += [f"{stem} {choices['text'][choices['label'].index(key)]}" for stem, choices, key in
               ((r["question_stem"], r["choices"], r["answerKey"]) for r in openbookqa_rows())]
@@ -95,6 +119,11 @@ def gold_texts() -> list[str]:
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    """``rows`` as JSON lines at ``path`` (its folder made); returns ``path``.
+
+    >>> write_jsonl(tmp / "rows.jsonl", [{"text": "a b c"}]).read_text(encoding="utf-8").splitlines()
+    ['{"text": "a b c"}']
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
@@ -114,6 +143,11 @@ def write_local_tasks(directory: Path, prefix: str = "local", rows_override: dic
     For each of piqa/openbookqa/winogrande: ``{prefix}_erank_<name>`` (the plugin's task on the
     local file) and ``{prefix}_<name>`` (lm-eval's standard task on the same file), plus a
     group ``{prefix}_erank``. Returns {name: task name} for the erank tasks.
+
+    >>> write_local_tasks(tmp / "tasks", prefix="demo")["piqa"]
+    'demo_erank_piqa'
+    >>> sorted(path.name for path in (tmp / "tasks").glob("demo_*piqa.yaml"))
+    ['demo_erank_piqa.yaml', 'demo_piqa.yaml']
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -147,6 +181,9 @@ def write_local_lm_tasks(directory: Path, data: dict[str, tuple[list[dict] | lis
 
     ``data``: name (``wikitext``, ``openwebtext2``, ...) -> (rows in the hub schema, or existing
     json/jsonl files; the split the shipped task scores). Returns {name: task name}.
+
+    >>> write_local_lm_tasks(tmp / "lm_tasks", {"wikitext": ([{"page": "A page of text."}], "test")}, prefix="demo")
+    {'wikitext': 'demo_erank_wikitext'}
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -181,6 +218,10 @@ def train_tokenizer(texts: list[str], directory: Path, add_bos: bool, vocab_size
 
     ``add_bos=True`` makes it prepend ``<s>`` by default (Llama/OPT style); otherwise it adds
     no special tokens (GPT-2 style). Returns the loaded ``PreTrainedTokenizerFast``.
+
+    >>> tok = train_tokenizer(gold_texts(), tmp / "tokenizer", add_bos=True)
+    >>> tok.convert_ids_to_tokens(tok("Rain falls")["input_ids"])[0], tok.pad_token
+    ('<s>', '<pad>')
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -211,7 +252,11 @@ def tiny_config(arch: str, tokenizer, hidden: int = 48, layers: int = 2, max_pos
     """A tiny GPT-2-, Llama- or OPT-shaped config sized to ``tokenizer``.
 
     ``overrides`` are config fields in the architecture's own names (``n_head``, ``ffn_dim``,
-    ``vocab_size``, ...), set over the tiny defaults: a preset of a larger shape gives them all."""
+    ``vocab_size``, ...), set over the tiny defaults: a preset of a larger shape gives them all.
+
+    >>> tiny_config("llama", tokenizer, hidden=64).hidden_size, tiny_config("gpt2", tokenizer, n_head=2).n_head
+    (64, 2)
+    """
     from transformers import GPT2Config, LlamaConfig, OPTConfig
 
     ids = {
@@ -239,7 +284,12 @@ def build_tiny_model(arch: str, tokenizer, directory: Path | None, seed: int = 0
                      steps: int = 0, dtype=None, **config_kwargs):
     """Build a causal LM from ``tiny_config(arch, tokenizer, **config_kwargs)`` (seeded; in
     ``dtype``, default transformers' own), optionally train it briefly on ``train_texts``, and
-    save it (with ``tokenizer``) to ``directory`` for ``pretrained=<directory>`` (None: not saved)."""
+    save it (with ``tokenizer``) to ``directory`` for ``pretrained=<directory>`` (None: not saved).
+
+    >>> model = build_tiny_model("opt", tokenizer, tmp / "opt", seed=0)
+    >>> type(model).__name__, model.training, (tmp / "opt" / "config.json").is_file()
+    ('OPTForCausalLM', False, True)
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -256,7 +306,14 @@ def build_tiny_model(arch: str, tokenizer, directory: Path | None, seed: int = 0
 
 
 def train_briefly(model, tokenizer, texts: list[str], steps: int, batch_size: int = 16, lr: float = 3e-3) -> float:
-    """A few AdamW steps of next-token training on ``texts`` (seeded); returns the last loss."""
+    """A few AdamW steps of next-token training on ``texts`` (seeded); returns the last loss
+    and leaves ``model`` in eval mode.
+
+    >>> model = build_tiny_model("gpt2", tokenizer, None)
+    >>> loss = train_briefly(model, tokenizer, gold_texts()[:4], steps=3)
+    >>> 0.0 < loss < 10.0, model.training
+    (True, False)
+    """
     import torch
 
     generator = torch.Generator().manual_seed(0)
