@@ -12,10 +12,12 @@ Diff-eRank of the model being trained on a fixed held-out text set and logs it t
 precision is in ``trainer.state.log_history`` and :attr:`DiffErankCallback.history` (the
 Trainer's console rounds what it prints).
 
+Each evaluation is the measurement the harness and ``diff_erank`` make (``pair_statistics``).
 M0 does not change during training: its side (a random twin of the model's config; each of
 the K twins in turn; or the checkpoint ``m0_pretrained`` names) is computed once per run, on
-the first evaluation, then freed; with the M0 cache (``m0_cache``, on by default like the
-harness and ``diff_erank``) a restarted or second run reads it from disk instead. Every later evaluation costs one M1 pass over the texts. Each
+the first evaluation, then freed and its per-text statistics kept; with the M0 cache
+(``m0_cache``, on by default like the harness and ``diff_erank``) a restarted or second run
+reads it from disk instead. Every later evaluation costs one M1 pass over the texts. Each
 evaluation shows a progress bar (cleared when done) and then one line with its values and its
 duration (``progress=False``: silent). Runs on the main process only; the model must be whole
 there (single process or DDP, not FSDP/ZeRO-3 sharding).
@@ -34,13 +36,13 @@ from transformers import TrainerCallback
 from .core.checks import (check_bool, check_int, check_m0_pretrained, check_model, check_positive_float, check_seed,
                           check_texts, check_tokenizer, parse_layers)
 from .core.m0_cache import DEFAULT_CACHE, check_writable, resolve_cache
-from .core.measure import DEFAULT_M0_SEED, default_max_length, encode_texts, pad_token_id
+from .core.measure import DEFAULT_M0_SEED, default_max_length, encode_texts, pad_token_id, pair_statistics
 from .core.metrics import TABLE
 from .core.pretrained_m0 import PretrainedM0, check_same_architecture
 from .core.progress import Progress, text_progress
-from .core.representations import TextStatistics, num_layers, text_statistics
-from .core.result import DiffErankResult, combine
-from .core.twin_provider import make_twins, twins_statistics
+from .core.representations import num_layers
+from .core.result import DiffErankResult
+from .core.twin_provider import TwinProvider, make_twins
 
 
 class DiffErankCallback(TrainerCallback):
@@ -94,10 +96,8 @@ class DiffErankCallback(TrainerCallback):
         self.m0_seed, self.layers_spec, self.batch_size = m0_seed, layers, batch_size
         self.max_length, self.prefix, self.at_start = max_length, prefix, at_start
         self.losses = losses
-        self._m0: list[TextStatistics] | None = None
-        self._m0_seeds: list[int | None] = []
-        self._m0_checksums: list[str] = []
-        self._m0_cache_hits = 0
+        self._twins: list[TwinProvider] | None = None  # made at the first evaluation; they keep M0's statistics
+        self._m0_cache_hits: int | None = None  # texts of the first evaluation read from the M0 cache, once it ran
         self.history: list[tuple[int, dict]] = []
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -113,7 +113,7 @@ class DiffErankCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         start = time.perf_counter()
-        m0_was_known = self._m0 is not None
+        m0_was_known = self._m0_cache_hits is not None
         was_training = model.training
         model.eval()
         try:
@@ -141,19 +141,16 @@ class DiffErankCallback(TrainerCallback):
             control.should_log = should_log
 
     def _measure(self, model, progress: Progress | None) -> DiffErankResult:
-        """One evaluation: M0's side on the first (computed, or read from the M0 cache), M1's every time."""
+        """One evaluation through ``pair_statistics``: M1's pass every time; M0's side on the first
+        (computed, or read from the M0 cache), then kept by the twins (M0 itself freed)."""
         layers = parse_layers(self.layers_spec, num_layers(model))
         ids, truncated = encode_texts(self.tokenizer, self.texts, self.max_length or default_max_length(model))
-        pad_id = pad_token_id(self.tokenizer)
-        if self._m0 is None:
-            twins = make_twins(model, self.m0_seed, self.m0_twins, cache_dir=self.m0_cache,
-                               initializer_range=self.m0_initializer_range, pretrained=self.m0_pretrained)
-            self._m0 = twins_statistics(twins, ids, self.batch_size, pad_id, layers, progress, losses=self.losses,
-                                        skip_first_tokens=self.skip_first_tokens)
-            self._m0_seeds = [t.seed for t in twins]
-            self._m0_checksums = [t.checksum for t in twins]
-            self._m0_cache_hits = sum(t.cache_hits for t in twins)
-            del twins  # M0 is not needed again: free its memory
-        s1 = text_statistics(model, ids, self.batch_size, pad_id, "M1", None if progress is None else progress("M1"),
-                             layers, self.losses, self.skip_first_tokens)
-        return combine(s1, self._m0, ids, truncated, self._m0_seeds, self._m0_checksums)
+        if self._twins is None:
+            self._twins = make_twins(model, self.m0_seed, self.m0_twins, cache_dir=self.m0_cache,
+                                     initializer_range=self.m0_initializer_range, pretrained=self.m0_pretrained,
+                                     keep_statistics=True)
+        result = pair_statistics(model, self._twins, ids, truncated, self.batch_size, pad_token_id(self.tokenizer),
+                                 layers, progress, self.losses, self.skip_first_tokens)
+        if self._m0_cache_hits is None:
+            self._m0_cache_hits = sum(t.cache_hits for t in self._twins)
+        return result

@@ -2,285 +2,26 @@
 
 ``python -m lm_eval_erank.example --out DIR`` needs no network:
 
-1. writes a small PIQA-, OpenBookQA- and WinoGrande-shaped data set (the docs below, in
-   the hub schemas) and task YAMLs that point the ``erank_*`` tasks at those files;
+1. writes a small PIQA-, OpenBookQA- and WinoGrande-shaped data set (in the hub schemas) and
+   task YAMLs that point the ``erank_*`` tasks at those files;
 2. trains a byte-level BPE tokenizer and a 2-layer GPT-2-shaped model for a few hundred
-   steps on the gold texts of those docs (so M1 has learned something M0 has not);
-3. runs ``lm-eval-erank --model hf-erank ... --tasks <the three local tasks>``.
+   steps on the gold texts of those documents (so M1 has learned something M0 has not);
+3. runs ``lm-eval-erank --model hf-erank ... --tasks <the three local tasks>``, as a user would
+   on their own model (``pretrained=<dir>``).
 
 The numbers show the plumbing, not a real model: Diff-eRank and reduced loss come out
-positive because M1 was trained on exactly these texts.
-
-The builders (tokenizer, tiny models, fixture data, task YAMLs) are also what the test
-suite uses, so the example and the tests exercise the same path a user takes
-(``pretrained=<dir>``).
+positive because M1 was trained on exactly these texts. The documents, the tokenizer and the
+tiny model come from :mod:`lm_eval_erank.testing.tiny`, which the test suite builds on too.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
-from .harness.lm_eval_internals import lm_eval_tasks_dir
-from .harness.task_dirs import task_dir
-
-
-def _piqa_rows(block: str) -> list[tuple[str, str, str, int]]:
-    """(goal, sol1, sol2, label) from ``goal | sol1 | sol2 | label`` lines."""
-    rows = [[field.strip() for field in line.split("|")] for line in block.strip().splitlines()]
-    return [(goal, sol1, sol2, int(label)) for goal, sol1, sol2, label in rows]
-
-
-PIQA_DOCS = _piqa_rows("""
-    How do I keep bread fresh? | Store it in a sealed bag at room temperature. | Leave it open in the sun all day. | 0
-    How can I cool a hot drink quickly? | Pour it into a hot pan on the stove. | Stir in a few ice cubes. | 1
-    How do I open a stuck jar lid? | Run the lid under hot water, then twist. | Put the jar in the freezer overnight. | 0
-    How do I dry wet shoes? | Fill them with dry newspaper and leave them. | Soak them in a bucket of water. | 0
-    How do I clean a greasy pan? | Rub it with dry sand only. | Wash it with hot soapy water. | 1
-    How do I stop a door from squeaking? | Oil the hinges with a few drops. | Paint the door a darker colour. | 0
-    How do I keep cut apples from browning? | Brush them with lemon juice. | Leave them in a warm room. | 0
-    How do I find a small leak in a tyre? | Spray soapy water and look for bubbles. | Drive faster on the highway. | 0
-    How can I remove a splinter? | Pull it out gently with clean tweezers. | Push it deeper with a finger. | 0
-    How do I water a plant while away? | Turn the plant upside down. | Use a bottle with a slow drip. | 1
-    How do I soften hard butter? | Grate it or leave it near a warm oven. | Put it in the freezer for an hour. | 0
-    How do I untangle a necklace? | Pull both ends as hard as possible. | Add a drop of oil and tease knots apart with a pin. | 1
-""")
-
-OBQA_DOCS = [
-    ("The sun is a source of", ["ice", "light", "sound", "rock"], "B"),
-    ("A plant needs water and", ["darkness", "plastic", "sunlight", "noise"], "C"),
-    ("Metal is a good conductor of", ["heat", "wood", "paper", "silence"], "A"),
-    ("Frozen water is called", ["steam", "ice", "sand", "air"], "B"),
-    ("An animal that can fly is a", ["fish", "worm", "bird", "snail"], "C"),
-    ("The moon orbits the", ["earth", "sun only", "mars", "comet"], "A"),
-    ("A magnet attracts", ["glass", "iron", "wood", "water"], "B"),
-    ("Rain falls from", ["rocks", "trees", "clouds", "soil"], "C"),
-    ("Boiling water turns into", ["steam", "ice", "salt", "metal"], "A"),
-    ("Seeds grow into", ["stones", "plants", "clouds", "shells"], "B"),
-]
-
-WINOGRANDE_DOCS = [
-    ("The cup fell off the table because _ was too close to the edge.", "the cup", "the table", "1"),
-    ("Anna lent Maria a pen because _ had forgotten her own.", "Anna", "Maria", "2"),
-    ("The ice melted in the sun because _ was warm.", "the ice", "the sun", "2"),
-    ("Tom gave the book to Sam because _ had finished reading it.", "Tom", "Sam", "1"),
-    ("The bag was heavier than the box because _ was full of stones.", "the bag", "the box", "1"),
-    ("The dog chased the cat until _ climbed a tree to escape.", "the dog", "the cat", "2"),
-    ("Lisa asked Kate for help because _ knew the answer.", "Lisa", "Kate", "2"),
-    ("The road was closed because _ was flooded after the storm.", "the road", "the bridge", "1"),
-]
-
-
-def piqa_rows() -> list[dict]:
-    return [{"goal": g, "sol1": a, "sol2": b, "label": y} for g, a, b, y in PIQA_DOCS]
-
-
-def openbookqa_rows() -> list[dict]:
-    labels = ["A", "B", "C", "D"]
-    return [
-        {"id": f"ex-{i}", "question_stem": stem, "choices": {"text": texts, "label": labels}, "answerKey": key}
-        for i, (stem, texts, key) in enumerate(OBQA_DOCS)
-    ]
-
-
-def winogrande_rows() -> list[dict]:
-    return [{"sentence": s, "option1": a, "option2": b, "answer": y} for s, a, b, y in WINOGRANDE_DOCS]
-
-
-def gold_texts() -> list[str]:
-    """The gold sequences the erank tasks feed (the training text of the example model)."""
-    texts = [f"Question: {g}\nAnswer: {(a, b)[y]}" for g, a, b, y in PIQA_DOCS]
-    texts += [f"{stem} {choices['text'][choices['label'].index(key)]}" for stem, choices, key in
-              ((r["question_stem"], r["choices"], r["answerKey"]) for r in openbookqa_rows())]
-    texts += [s.replace("_", (a, b)[int(y) - 1]) for s, a, b, y in WINOGRANDE_DOCS]
-    return texts
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-# Name of our task -> (base YAML under lm-eval's tasks dir, data rows, split lm-eval scores)
-EXAMPLE_TASKS = {
-    "piqa": ("piqa/piqa.yaml", piqa_rows, "validation"),
-    "openbookqa": ("openbookqa/openbookqa.yaml", openbookqa_rows, "test"),
-    "winogrande": ("winogrande/default.yaml", winogrande_rows, "validation"),
-}
-
-
-def write_local_tasks(directory: Path, prefix: str = "local", rows_override: dict | None = None) -> dict[str, str]:
-    """Write local-data copies of the erank tasks and of the standard tasks into ``directory``.
-
-    For each of piqa/openbookqa/winogrande: ``{prefix}_erank_<name>`` (the plugin's task on the
-    local file) and ``{prefix}_<name>`` (lm-eval's standard task on the same file), plus a
-    group ``{prefix}_erank``. Returns {name: task name} for the erank tasks.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    names = {}
-    for name, (base_yaml, rows, split) in EXAMPLE_TASKS.items():
-        data = write_jsonl(directory / "data" / f"{name}.jsonl", (rows_override or {}).get(name, rows()))
-        local_data = (
-            "dataset_path: json\ndataset_name: null\ntraining_split: null\nvalidation_split: null\n"
-            f"test_split: null\nfewshot_split: {split}\n{split}_split: {split}\n"
-            f"dataset_kwargs:\n  data_files:\n    {split}: {data}\n"
-        )
-        erank_yaml = task_dir() / f"erank_{name}.yaml"
-        (directory / f"{prefix}_erank_{name}.yaml").write_text(
-            f"include: {erank_yaml}\ntask: {prefix}_erank_{name}\n{local_data}", encoding="utf-8"
-        )
-        (directory / f"{prefix}_{name}.yaml").write_text(
-            f"include: {lm_eval_tasks_dir() / base_yaml}\ntask: {prefix}_{name}\n{local_data}", encoding="utf-8"
-        )
-        names[name] = f"{prefix}_erank_{name}"
-    group = yaml.safe_load((task_dir() / "erank.yaml").read_text(encoding="utf-8"))
-    group.update({"group": f"{prefix}_erank", "task": list(names.values())})
-    (directory / f"{prefix}_erank_group.yaml").write_text(yaml.safe_dump(group, sort_keys=False), encoding="utf-8")
-    return names
-
-
-def write_local_lm_tasks(directory: Path, data: dict[str, tuple[list[dict] | list[Path], str]],
-                         prefix: str = "local") -> dict[str, str]:
-    """Local-data copies ``{prefix}_erank_<name>`` of the shipped representation-only tasks
-    (``erank_<name>.yaml`` included, data set keys pointed at json files) and a group
-    ``{prefix}_erank_lm`` with ``erank_lm``'s size-weighted metrics.
-
-    ``data``: name (``wikitext``, ``openwebtext2``, ...) -> (rows in the hub schema, or existing
-    json/jsonl files; the split the shipped task scores). Returns {name: task name}.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    names = {}
-    for name, (rows, split) in data.items():
-        if rows and isinstance(rows[0], Path):
-            files = [str(p) for p in rows]
-        else:
-            files = [str(write_jsonl(directory / "data" / f"{name}.jsonl", rows))]
-        override = {
-            "include": str(task_dir() / f"erank_{name}.yaml"),
-            "task": f"{prefix}_erank_{name}",
-            "dataset_path": "json", "dataset_name": None,
-            "training_split": None, "validation_split": None, "test_split": split,
-            "dataset_kwargs": {"data_files": {split: files}},
-        }
-        (directory / f"{prefix}_erank_{name}.yaml").write_text(yaml.safe_dump(override, sort_keys=False), encoding="utf-8")
-        names[name] = f"{prefix}_erank_{name}"
-    group = yaml.safe_load((task_dir() / "erank_lm.yaml").read_text(encoding="utf-8"))
-    group.update({"group": f"{prefix}_erank_lm", "task": list(names.values())})
-    (directory / f"{prefix}_erank_lm.yaml").write_text(yaml.safe_dump(group, sort_keys=False), encoding="utf-8")
-    return names
-
-
-# ---- tiny tokenizer and models ------------------------------------------------------------
-
-SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
-
-
-def train_tokenizer(texts: list[str], directory: Path, add_bos: bool, vocab_size: int = 400):
-    """A byte-level BPE tokenizer trained on ``texts``, saved to ``directory``.
-
-    ``add_bos=True`` makes it prepend ``<s>`` by default (Llama/OPT style); otherwise it adds
-    no special tokens (GPT-2 style). Returns the loaded ``PreTrainedTokenizerFast``.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    if add_bos:
-        tok.post_processor = processors.TemplateProcessing(
-            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
-        )
-    else:
-        tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
-    directory = Path(directory)
-    fast.save_pretrained(directory)
-    return AutoTokenizer.from_pretrained(directory)
-
-
-def tiny_config(arch: str, tokenizer, hidden: int = 48, layers: int = 2, max_positions: int = 512, **overrides):
-    """A tiny GPT-2-, Llama- or OPT-shaped config sized to ``tokenizer``.
-
-    ``overrides`` are config fields in the architecture's own names (``n_head``, ``ffn_dim``,
-    ``vocab_size``, ...), set over the tiny defaults: a preset of a larger shape gives them all."""
-    from transformers import GPT2Config, LlamaConfig, OPTConfig
-
-    ids = {
-        "vocab_size": len(tokenizer),
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    if arch == "gpt2":
-        return GPT2Config(**{"n_embd": hidden, "n_layer": layers, "n_head": 4, "n_positions": max_positions, **ids,
-                             **overrides})
-    if arch == "llama":
-        return LlamaConfig(**{
-            "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": layers,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": max_positions, **ids,
-            **overrides})
-    if arch == "opt":
-        return OPTConfig(**{
-            "hidden_size": hidden, "ffn_dim": 2 * hidden, "num_hidden_layers": layers, "num_attention_heads": 4,
-            "max_position_embeddings": max_positions, "word_embed_proj_dim": hidden, **ids, **overrides})
-    raise ValueError(f"unknown architecture {arch!r} (gpt2, llama, opt)")
-
-
-def build_tiny_model(arch: str, tokenizer, directory: Path | None, seed: int = 0, train_texts: list[str] | None = None,
-                     steps: int = 0, dtype=None, **config_kwargs):
-    """Build a causal LM from ``tiny_config(arch, tokenizer, **config_kwargs)`` (seeded; in
-    ``dtype``, default transformers' own), optionally train it briefly on ``train_texts``, and
-    save it (with ``tokenizer``) to ``directory`` for ``pretrained=<directory>`` (None: not saved)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    in_dtype = {} if dtype is None else {"dtype": dtype}
-    model = AutoModelForCausalLM.from_config(tiny_config(arch, tokenizer, **config_kwargs), **in_dtype)
-    if train_texts and steps:
-        train_briefly(model, tokenizer, train_texts, steps)
-    model.eval()
-    if directory is not None:
-        model.save_pretrained(directory)
-        tokenizer.save_pretrained(directory)
-    return model
-
-
-def train_briefly(model, tokenizer, texts: list[str], steps: int, batch_size: int = 16, lr: float = 3e-3) -> float:
-    """A few AdamW steps of next-token training on ``texts`` (seeded); returns the last loss."""
-    import torch
-
-    generator = torch.Generator().manual_seed(0)
-    encoded = tokenizer(texts, padding=True, return_tensors="pt")
-    labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    loss = torch.tensor(float("nan"))
-    for _ in range(steps):
-        rows = torch.randint(0, len(texts), (min(batch_size, len(texts)),), generator=generator)
-        out = model(input_ids=encoded["input_ids"][rows], attention_mask=encoded["attention_mask"][rows], labels=labels[rows])
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
-        loss = out.loss.detach()
-    model.eval()
-    return float(loss)
+from .testing.tiny import build_tiny_model, gold_texts, train_tokenizer, write_local_tasks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,12 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300, help="training steps of the tiny model")
     parser.add_argument("--arch", default="gpt2", choices=["gpt2", "llama", "opt"])
     args = parser.parse_args(argv)
-
     out = Path(args.out).resolve()
+
+    # 1. The data: the documents as local json files, and tasks reading them (group example_erank).
+    write_local_tasks(out / "tasks", prefix="example")
+    # 2. The model: a tokenizer and a tiny model trained on the documents' gold texts, saved to out/model.
     texts = gold_texts()
     tokenizer = train_tokenizer(texts, out / "tokenizer", add_bos=args.arch != "gpt2")
     build_tiny_model(args.arch, tokenizer, out / "model", train_texts=texts, steps=args.steps)
-    write_local_tasks(out / "tasks", prefix="example")
+    # 3. The evaluation: the plugin's command line, as a user runs it.
     command = [
         sys.executable, "-m", "lm_eval_erank",
         "--model", "hf-erank",

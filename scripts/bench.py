@@ -130,13 +130,13 @@ class Bench:
         """The local tasks (with the wrapped bases of (i)), the model directory, both LM instances."""
         from lm_eval.tasks import TaskManager
 
-        from lm_eval_erank import example
+        from lm_eval_erank.testing import tiny
 
         args, report = self.args, self.report
         self.stage("setup", "building the tokenizer, the model and the local tasks")
         rows = load_rows(args.docs)
         report["docs_source"] = "hf_schema files" if rows else "example docs"
-        example.write_local_tasks(tmp / "tasks", prefix=TASK_PREFIX, rows_override=rows)
+        tiny.write_local_tasks(tmp / "tasks", prefix=TASK_PREFIX, rows_override=rows)
         write_wrapped_bases(tmp / "tasks", args.gen_toks)
         self.task_manager = TaskManager(include_path=str(tmp / "tasks"))
         report["model"] = build_model_dir(args.shape, tmp, getattr(torch, args.dtype))

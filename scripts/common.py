@@ -43,12 +43,12 @@ HF_SCHEMA_FILES = {
 
 def tokenizer_corpus() -> tuple[list[str], str]:
     """Prose to train the tokenizer on (Tiny Shakespeare paragraphs, else the example texts)."""
-    from lm_eval_erank import example
+    from lm_eval_erank.testing import tiny
 
     path = DATA / "tinyshakespeare" / "input.txt"
     if path.is_file():
         return [p for p in path.read_text(encoding="utf-8").split("\n\n") if p.strip()], str(path)
-    return example.gold_texts(), "lm_eval_erank.example.gold_texts()"
+    return tiny.gold_texts(), "lm_eval_erank.testing.tiny.gold_texts()"
 
 
 # ---- model shapes ---------------------------------------------------------------------------------
@@ -66,16 +66,16 @@ SHAPES = {
 
 
 def build_shape(shape: str, directory: Path, seed: int, dtype, save_to: Path | None = None):
-    """An untrained model of ``shape`` (``example.build_tiny_model`` with the shape's config,
+    """An untrained model of ``shape`` (``tiny.build_tiny_model`` with the shape's config,
     seeded, in ``dtype``) and its byte-level BPE tokenizer (``TOKENIZER_VOCAB`` tokens trained on
     ``tokenizer_corpus()``, saved to ``directory / "tokenizer"``); both saved to ``save_to``
     when given. Returns (model, tokenizer, the config keyword arguments, the corpus's source)."""
-    from lm_eval_erank import example
+    from lm_eval_erank.testing import tiny
 
     arch, config_kwargs = SHAPES[shape]
     corpus, source = tokenizer_corpus()
-    tokenizer = example.train_tokenizer(corpus, directory / "tokenizer", add_bos=arch == "opt",
-                                        vocab_size=TOKENIZER_VOCAB)
+    tokenizer = tiny.train_tokenizer(corpus, directory / "tokenizer", add_bos=arch == "opt",
+                                     vocab_size=TOKENIZER_VOCAB)
     config_kwargs = dict(config_kwargs, vocab_size=config_kwargs["vocab_size"] or len(tokenizer))
-    model = example.build_tiny_model(arch, tokenizer, save_to, seed=seed, dtype=dtype, **config_kwargs)
+    model = tiny.build_tiny_model(arch, tokenizer, save_to, seed=seed, dtype=dtype, **config_kwargs)
     return model, tokenizer, config_kwargs, source

@@ -25,9 +25,9 @@ common.go_offline()
 
 import torch  # noqa: E402
 
-from lm_eval_erank import example  # noqa: E402
 from lm_eval_erank.core.representations import text_statistics  # noqa: E402
 from lm_eval_erank.core.twin import build_random_twin  # noqa: E402
+from lm_eval_erank.testing import tiny  # noqa: E402
 
 SHARED_PIQA = common.DATA / "hf_schema" / common.HF_SCHEMA_FILES["piqa"]
 
@@ -36,7 +36,7 @@ def load_texts(limit: int) -> list[str]:
     if SHARED_PIQA.is_file():
         rows = [json.loads(line) for line in SHARED_PIQA.read_text(encoding="utf-8").splitlines()[:limit]]
         return [f"Question: {r['goal']}\nAnswer: {(r['sol1'], r['sol2'])[r['label']]}" for r in rows]
-    return example.gold_texts()
+    return tiny.gold_texts()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
     texts = load_texts(args.texts)
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = example.train_tokenizer(texts + example.gold_texts(), Path(tmp) / "tok", add_bos=args.arch != "gpt2")
-        m1 = example.build_tiny_model(args.arch, tokenizer, Path(tmp) / "m", train_texts=texts, steps=100,
-                                      hidden=args.hidden, layers=args.layers)
+        tokenizer = tiny.train_tokenizer(texts + tiny.gold_texts(), Path(tmp) / "tok", add_bos=args.arch != "gpt2")
+        m1 = tiny.build_tiny_model(args.arch, tokenizer, Path(tmp) / "m", train_texts=texts, steps=100,
+                                   hidden=args.hidden, layers=args.layers)
     m1 = m1.to(args.device)
     m0 = build_random_twin(m1, 1234)
     ids = [tokenizer(t)["input_ids"] for t in texts]

@@ -200,8 +200,8 @@ def train_model(name: str, width: int, layers: int, tokenizer, blocks, callback_
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from lm_eval_erank import example
     from lm_eval_erank.callback import DiffErankCallback
+    from lm_eval_erank.testing import tiny
 
     class SaveCheckpoints(TrainerCallback):
         def __init__(self, steps, directory):
@@ -218,8 +218,8 @@ def train_model(name: str, width: int, layers: int, tokenizer, blocks, callback_
         def on_step_end(self, targs, state, control, model=None, **kwargs):
             self.save(model, state.global_step)
 
-    model = example.build_tiny_model(args.arch, tokenizer, None, seed=args.seed, dtype=torch.float32, hidden=width,
-                                     layers=layers, max_positions=args.block)
+    model = tiny.build_tiny_model(args.arch, tokenizer, None, seed=args.seed, dtype=torch.float32, hidden=width,
+                                  layers=layers, max_positions=args.block)
     n_params = sum(p.numel() for p in model.parameters())
     targs = TrainingArguments(
         output_dir=str(out / "trainer" / name), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
@@ -252,10 +252,10 @@ def train_model(name: str, width: int, layers: int, tokenizer, blocks, callback_
 def write_tasks(out: Path, heldout_docs: list[str], paragraphs: list[str]) -> Path:
     """Local copies of erank_wikitext (held-out documents) and erank_openwebtext2 (held-out
     paragraphs as its ``text``) and their group ``family_erank_lm``."""
-    from lm_eval_erank import example
+    from lm_eval_erank.testing import tiny
 
     directory = out / "tasks"
-    example.write_local_lm_tasks(directory, {
+    tiny.write_local_lm_tasks(directory, {
         "wikitext": ([{"page": doc} for doc in heldout_docs], "test"),
         "openwebtext2": ([{"text": p} for p in paragraphs], "validation"),
     }, prefix=PREFIX)
@@ -526,7 +526,7 @@ def checkpoint_plan(args, sizes: list[tuple[int, int]]) -> tuple[int, list[int]]
 
 def prepare_corpus(args, out: Path) -> Corpus:
     """Documents, held-out paragraphs (and the callback's share of them), tokenizer, blocks."""
-    from lm_eval_erank import example
+    from lm_eval_erank.testing import tiny
 
     print("data ...", flush=True)
     train_docs, heldout_docs, source = load_corpus(args)
@@ -535,8 +535,8 @@ def prepare_corpus(args, out: Path) -> Corpus:
     if len(paragraphs) < args.callback_texts:
         raise SystemExit(f"train_family: {len(paragraphs)} held-out paragraphs, fewer than --callback-texts")
     callback_texts = paragraphs[:: max(1, len(paragraphs) // args.callback_texts)][:args.callback_texts]
-    tokenizer = example.train_tokenizer(train_texts, out / "tokenizer", add_bos=args.arch != "gpt2",
-                                        vocab_size=args.vocab)
+    tokenizer = tiny.train_tokenizer(train_texts, out / "tokenizer", add_bos=args.arch != "gpt2",
+                                     vocab_size=args.vocab)
     blocks = token_blocks(tokenizer, train_texts, args.block)
     print(f"  {len(train_docs)} training documents ({blocks.numel():,} tokens in {len(blocks)} blocks of "
           f"{args.block}); held out: {len(heldout_docs)} documents, {len(paragraphs)} paragraphs", flush=True)

@@ -27,7 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tests never write to the user's cache: one fresh M0 results cache per test session.
 os.environ["LM_EVAL_ERANK_CACHE"] = tempfile.mkdtemp(prefix="erank-m0-cache-")
 
-from lm_eval_erank import example  # noqa: E402
+from lm_eval_erank.testing import tiny  # noqa: E402
 
 # pytest-xdist's workers ignore SIGINT (the controller handles Ctrl-C), and an ignored signal is
 # inherited by child processes: give tests the handler a user's interpreter has, so the Ctrl-C
@@ -80,8 +80,8 @@ def make_tokenizer(tokenizers_dir):
 
     def make(add_bos: bool):
         if add_bos not in cache:
-            cache[add_bos] = example.train_tokenizer(
-                example.gold_texts(), tokenizers_dir / ("bos" if add_bos else "plain"), add_bos=add_bos
+            cache[add_bos] = tiny.train_tokenizer(
+                tiny.gold_texts(), tokenizers_dir / ("bos" if add_bos else "plain"), add_bos=add_bos
             )
         return cache[add_bos]
 
@@ -99,7 +99,7 @@ def tiny_models(tmp_path_factory, make_tokenizer):
     def build(root: Path) -> None:
         for arch in ARCHS:
             tok = make_tokenizer(add_bos=arch != "gpt2")
-            example.build_tiny_model(arch, tok, root / arch, seed=0, train_texts=example.gold_texts(), steps=40)
+            tiny.build_tiny_model(arch, tok, root / arch, seed=0, train_texts=tiny.gold_texts(), steps=40)
 
     root = built_once(tmp_path_factory, "models", build)
     return {arch: root / arch for arch in ARCHS}
@@ -110,7 +110,7 @@ def local_tasks(tmp_path_factory):
     """Directory with local-data erank tasks (``local_erank_*``), standard tasks (``local_*``)
     and the group ``local_erank``, on the example docs."""
     directory = tmp_path_factory.mktemp("tasks")
-    example.write_local_tasks(directory, prefix="local")
+    tiny.write_local_tasks(directory, prefix="local")
     return directory
 
 

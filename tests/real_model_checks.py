@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lm_eval_erank import example
+from lm_eval_erank.testing import tiny
 from lm_eval_erank.testing.real_models import FetchError, fetch, real_model
 
 ACCURACY = {"piqa": ("acc", "acc_norm"), "openbookqa": ("acc", "acc_norm"), "winogrande": ("acc",)}
@@ -30,9 +30,9 @@ def benchmark_tasks(directory, prefix: str, docs: dict[str, int]):
     (TaskManager over them only, {benchmark: erank task}, {benchmark: standard task})."""
     from lm_eval.tasks import TaskManager
 
-    rows = {"piqa": example.piqa_rows, "openbookqa": example.openbookqa_rows, "winogrande": example.winogrande_rows}
-    erank_tasks = example.write_local_tasks(directory, prefix=prefix,
-                                            rows_override={name: rows[name]()[:n] for name, n in docs.items()})
+    rows = {"piqa": tiny.piqa_rows, "openbookqa": tiny.openbookqa_rows, "winogrande": tiny.winogrande_rows}
+    erank_tasks = tiny.write_local_tasks(directory, prefix=prefix,
+                                         rows_override={name: rows[name]()[:n] for name, n in docs.items()})
     standard_tasks = {name: task.replace("_erank_", "_") for name, task in erank_tasks.items()}
     return TaskManager(include_path=str(directory), include_defaults=False), erank_tasks, standard_tasks
 

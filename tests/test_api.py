@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lm_eval_erank import api, diff_erank, example
+from lm_eval_erank import api, diff_erank
 from lm_eval_erank.core import measure, twin_provider
 from lm_eval_erank.core.m0_cache import M0Cache, model_key
 from lm_eval_erank.harness.model import ErankHFLM
@@ -17,10 +17,11 @@ from lm_eval_erank.harness.activation import register
 from lm_eval_erank.core.checks import parse_layers
 from lm_eval_erank.core.spectral import matrix_entropy
 from lm_eval_erank.core.twin import build_random_twin
+from lm_eval_erank.testing import tiny
 
 from .conftest import ARCHS, LOCAL_ERANK_TASKS, model_args, run_cli
 
-TEXTS = example.gold_texts()
+TEXTS = tiny.gold_texts()
 
 
 @pytest.fixture(scope="module")

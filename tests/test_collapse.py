@@ -65,14 +65,14 @@ def test_hf_erank_stays_silent_where_the_twin_is_the_higher(tiny_models, caplog)
     """The tiny models are trained on these texts: eRank(M0) > eRank(M1), so no warning."""
     from lm_eval.api.instance import Instance
 
-    from lm_eval_erank import example
     from lm_eval_erank.harness.activation import register
     from lm_eval_erank.harness.model import ErankHFLM
+    from lm_eval_erank.testing import tiny
 
     register()
     lm = ErankHFLM(pretrained=str(tiny_models["gpt2"]), dtype="float32", device="cpu", batch_size=8, m0_cache="off")
     requests = [Instance("erank", {}, (t,), 0, metadata=("local_erank_piqa", i, 1))
-                for i, t in enumerate(example.gold_texts())]
+                for i, t in enumerate(tiny.gold_texts())]
     with caplog.at_level(logging.WARNING, logger="lm_eval.erank"):
         rows = lm.erank(requests)
     e0 = math.exp(np.mean([r["entropy_m0"] for r in rows]))

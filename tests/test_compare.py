@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lm_eval_erank import example
 from lm_eval_erank.compare import report, runs as runs_module
 from lm_eval_erank.compare.runs import CompareError
+from lm_eval_erank.testing import tiny
 
 from .conftest import model_args
 from .test_scripts import check_png, markdown_tables
@@ -61,8 +61,8 @@ def evaluated(tmp_path_factory, make_tokenizer, local_tasks, tiny_models):
     specs = []
     for label, (width, blocks, steps) in SIZES.items():
         model_dir = root / "models" / label
-        example.build_tiny_model("gpt2", tokenizer, model_dir, seed=0, train_texts=example.gold_texts(), steps=steps,
-                                 hidden=width, layers=blocks)
+        tiny.build_tiny_model("gpt2", tokenizer, model_dir, seed=0, train_texts=tiny.gold_texts(), steps=steps,
+                              hidden=width, layers=blocks)
         extra = {"m0_twins": TWINS, **({"layers": "all"} if label == "medium" else {})}
         specs.append({"model": "hf-erank", "model_args": model_args(model_dir, **extra), "tasks": list(TASKS),
                       "output_path": str(root / "out" / label)})

@@ -29,7 +29,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lm_eval_erank import cli, diff_erank, example
+from lm_eval_erank import cli, diff_erank
 from lm_eval_erank.core.cache_root import cache_root
 from lm_eval_erank.core.errors import ErankError, short_report
 from lm_eval_erank.harness import error_display
@@ -38,6 +38,7 @@ from lm_eval_erank.harness.request_types import RequestNotServedError
 from lm_eval_erank.harness.task_dirs import task_dir
 from lm_eval_erank.harness.wrapping import UnknownTaskError
 from lm_eval_erank.harness.writers import OutputPathError, ResultsNotSavedError
+from lm_eval_erank.testing import tiny
 
 from . import docs_text
 from .conftest import lm_eval_logging_restored, model_args, share_task_index
@@ -265,7 +266,7 @@ def test_one_cache_root_and_m0_files_of_an_earlier_version_are_moved_into_it(tin
     monkeypatch.setenv("LM_EVAL_ERANK_CACHE", str(tmp_path))
     model = AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"], dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
-    texts = example.gold_texts()[:6]
+    texts = tiny.gold_texts()[:6]
     first = diff_erank(model, tokenizer, texts, m0_seed=3, progress=False)
     (entry,) = (tmp_path / "m0").glob("*.json")
     os.replace(entry, tmp_path / entry.name)  # where an earlier version wrote it ($LM_EVAL_ERANK_CACHE itself)
@@ -302,7 +303,7 @@ def test_the_documented_local_files_task_runs_as_written(lm_eval, tiny_models, t
     config = yaml.safe_load(task_yaml)
     assert {key: config[key] for key in ("dataset_path", "dataset_name", "training_split")} == {
         "dataset_path": "json", "dataset_name": None, "training_split": None}
-    data = example.write_jsonl(tmp_path / "piqa_validation.jsonl", example.piqa_rows()[:4])
+    data = tiny.write_jsonl(tmp_path / "piqa_validation.jsonl", tiny.piqa_rows()[:4])
     tasks = tmp_path / "my_tasks"
     tasks.mkdir()
     (tasks / "my_erank_piqa.yaml").write_text(
@@ -318,7 +319,7 @@ def test_the_documented_local_files_task_runs_as_written(lm_eval, tiny_models, t
     from lm_eval_erank.harness.lm_eval_internals import lm_eval_tasks_dir, task_manager_class
 
     data_lines = task_yaml[task_yaml.index("dataset_path"):]
-    rows = example.write_jsonl(tmp_path / "openbookqa_test.jsonl", example.openbookqa_rows()[:3])
+    rows = tiny.write_jsonl(tmp_path / "openbookqa_test.jsonl", tiny.openbookqa_rows()[:3])
     obqa = data_lines.replace("validation: /data/piqa_validation.jsonl", f"test: {rows}")
     for name, text in (("my_obqa", f"include: {task_dir() / 'erank_openbookqa.yaml'}\ntask: my_obqa\n{obqa}"),
                        ("my_obqa_nulled", f"include: {task_dir() / 'erank_openbookqa.yaml'}\ntask: my_obqa_nulled\n"

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lm_eval_erank import example
 from lm_eval_erank.harness.flags import UnsupportedFlagError
+from lm_eval_erank.testing import tiny
 
 from .conftest import console_script, lm_eval_logging_restored, model_args, share_task_index
 from .test_multimodal import local_mm_task, tiny_llava  # noqa: F401  (fixtures: the tiny LLaVA and its task)
@@ -59,11 +59,11 @@ def flag_tasks(tmp_path_factory):
     representation-only ``flag_erank_wikitext``, a standard group ``flag_std``, a generation task
     ``flag_gen`` (regex filter) and its unsafe-code twin."""
     directory = tmp_path_factory.mktemp("flag_tasks")
-    example.write_local_tasks(directory, prefix="flag")
-    example.write_local_lm_tasks(directory, {"wikitext": ([{"page": t} for t in example.gold_texts()[:6]], "test")},
-                                 prefix="flag")
-    rows = [{"question": g, "answer": (a, b)[y]} for g, a, b, y in example.PIQA_DOCS[:5]]
-    data = example.write_jsonl(directory / "data" / "gen.jsonl", rows)
+    tiny.write_local_tasks(directory, prefix="flag")
+    tiny.write_local_lm_tasks(directory, {"wikitext": ([{"page": t} for t in tiny.gold_texts()[:6]], "test")},
+                              prefix="flag")
+    rows = [{"question": g, "answer": (a, b)[y]} for g, a, b, y in tiny.PIQA_DOCS[:5]]
+    data = tiny.write_jsonl(directory / "data" / "gen.jsonl", rows)
     gen = {"task": "flag_gen", "output_type": "generate_until", "doc_to_text": "Question: {{question}}\nAnswer:",
            "doc_to_target": "{{answer}}", "generation_kwargs": {"until": ["\n"], "max_gen_toks": 4, "do_sample": False},
            "filter_list": [{"name": "first_word", "filter": [{"function": "regex", "regex_pattern": r"(\w+)"},

@@ -15,11 +15,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, T5Config, T5ForConditionalGeneration
 
-from lm_eval_erank import example
 from lm_eval_erank.harness.model import ErankHFLM
 from lm_eval_erank.harness.activation import register
 from lm_eval_erank.harness.writers import interrupts_deferred
 from lm_eval_erank.core.twin import TwinOutOfMemoryError
+from lm_eval_erank.testing import tiny
 
 from .conftest import model_args, run_cli
 
@@ -28,7 +28,7 @@ PER_TEXT = ("erank_m1", "erank_m0", "loss_m1", "loss_m0", "reduced_loss", "erank
 
 def _write_task(directory: Path, name: str, base: str, rows: list[dict], extra: str = "") -> None:
     """A local copy of erank_<base> named ``name`` on ``rows``, with extra YAML lines."""
-    data = example.write_jsonl(directory / f"{name}.jsonl", rows)
+    data = tiny.write_jsonl(directory / f"{name}.jsonl", rows)
     (directory / f"{name}.yaml").write_text(
         f"include: {directory}/local_erank_{base}.yaml\ntask: {name}\n"
         f"dataset_kwargs:\n  data_files:\n    validation: {data}\n{extra}",
@@ -42,10 +42,10 @@ def odd_tasks(local_tasks, tmp_path_factory):
     directory = tmp_path_factory.mktemp("odd")
     for f in local_tasks.glob("local_*.yaml"):
         (directory / f.name).write_text(f.read_text(), encoding="utf-8")
-    good = example.piqa_rows()
+    good = tiny.piqa_rows()
     short = [dict(r, goal=g) for r, g in zip(good, ["", "a", "", "b"])]
     mixed = [dict(r, goal=g) for r, g in zip(good, ["", "   ", "\n", "a"])] + good[4:]
-    mixed[5]["goal"] = " ".join(example.gold_texts())  # longer than max_length=64 below
+    mixed[5]["goal"] = " ".join(tiny.gold_texts())  # longer than max_length=64 below
     _write_task(directory, "all_excluded", "piqa", short, 'erank_text: "{{goal}}"\n')
     _write_task(directory, "odd_texts", "piqa", mixed, 'erank_text: "{{goal}}"\n')
     (directory / "odd_group.yaml").write_text(
@@ -252,7 +252,7 @@ def test_two_process_data_parallel_equals_one_process(tiny_models, local_tasks, 
     for key in s:
         assert p[key] == pytest.approx(s[key], rel=1e-6, abs=1e-9), key
     (samples_file,) = tmp_path.rglob("samples_*.jsonl")
-    assert len(samples_file.read_text().splitlines()) == len(example.PIQA_DOCS)
+    assert len(samples_file.read_text().splitlines()) == len(tiny.PIQA_DOCS)
 
 
 # ---- nothing lost on Ctrl-C ----------------------------------------------------------------

@@ -4,12 +4,13 @@ included), and the paths users rely on.
 Layers, from the bottom: ``_version`` and the task YAML package (leaves); ``core/`` (the maths:
 never imports lm-eval); ``compare/`` (``lm-eval-erank compare``: reads results JSON, imports
 ``core``'s numpy-only modules and never lm-eval, torch or transformers); ``harness/`` (everything
-that touches lm-eval); the public fronts at the
-package root (``api``, ``callback``, ``cli``, ``tasks``, ...); the start-up hook
-``lm_eval_erank_autoload``. A module imports only from its own layer or lower ones (fronts only
-from lower ones), no import circle exists, nothing imports the package ``__init__``, an import
-inside a function defers something heavy, and only ``harness/lm_eval_internals.py`` reaches past
-lm-eval's public API or writes to lm-eval's objects.
+that touches lm-eval); ``testing/`` (tiny models, fixture data and real-model downloads for the
+tests and studies); the public fronts at the package root (``api``, ``callback``, ``cli``,
+``tasks``, ...); the start-up hook ``lm_eval_erank_autoload``. A module imports only from its own
+layer or lower ones (fronts only from lower ones), no product module imports ``testing/`` (only
+the offline demo ``example`` does), no import circle exists, nothing imports the package
+``__init__``, an import inside a function defers something heavy, and only
+``harness/lm_eval_internals.py`` reaches past lm-eval's public API or writes to lm-eval's objects.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lm_eval_erank"
 INTERNALS = "lm_eval_erank.harness.lm_eval_internals"
 HOOK = "lm_eval_erank_autoload"
-LAYERS = {"leaf": 0, "core": 1, "compare": 2, "harness": 3, "front": 4, "hook": 5}
+LAYERS = {"leaf": 0, "core": 1, "compare": 2, "harness": 3, "testing": 4, "front": 5, "hook": 6}
+# The one module outside ``testing/`` allowed to import it: the demo builds its data and model with it.
+TESTING_USERS = {"lm_eval_erank.example"}
 # Third-party modules whose import costs (torch alone is seconds on a cold CPU machine).
 HEAVY = {"torch", "transformers", "lm_eval", "accelerate", "datasets", "tokenizers", "PIL", "matplotlib",
          "huggingface_hub", "numpy", "tqdm", "filelock"}
@@ -58,7 +61,7 @@ def layer(module: str) -> str:
         return "leaf"
     if len(parts) >= 2 and parts[1] == "compare":
         return "compare"
-    return parts[1] if len(parts) > 2 and parts[1] in ("core", "harness") else "front"
+    return parts[1] if len(parts) > 2 and parts[1] in ("core", "harness", "testing") else "front"
 
 
 def _resolve(node: ast.ImportFrom, module: str) -> str:
@@ -130,6 +133,15 @@ def test_every_import_runs_down_the_layers():
             if LAYERS[layer(target)] > LAYERS[layer(module)] or same_front:
                 wrong.append(f"{module} ({layer(module)}) -> {target} ({layer(target)})")
     assert not wrong, wrong
+
+
+def test_only_the_demo_imports_the_testing_package():
+    """``testing/`` is for the tests and the studies: the plugin's own modules never load it."""
+    assert {layer(m) for m in MODULES if m.startswith("lm_eval_erank.testing.")} == {"testing"}
+    wrong = [f"{m} -> {t}" for m, targets in GRAPH.items() for t in targets
+             if layer(t) == "testing" and layer(m) != "testing" and m not in TESTING_USERS]
+    assert not wrong, wrong
+    assert all(any(layer(t) == "testing" for t in GRAPH[m]) for m in TESTING_USERS)
 
 
 def test_no_import_circle():

@@ -17,7 +17,7 @@ from lm_eval.tasks import TaskManager
 from lm_eval.tasks._yaml_loader import load_yaml
 
 from lm_eval_erank import task_utils
-from lm_eval_erank.example import write_local_lm_tasks
+from lm_eval_erank.testing.tiny import write_local_lm_tasks
 from lm_eval_erank.core.metrics import METRIC_NAMES
 from lm_eval_erank.harness.activation import register
 from lm_eval_erank.harness.task_dirs import task_dir

@@ -1,7 +1,7 @@
 """``m0_pretrained=`` (+ ``m0_revision=``): M0 loaded from a checkpoint, the model's true initial
 state, instead of a random twin (issue 29, item 5).
 
-M1 is the shared tiny Llama (``example.build_tiny_model`` with seed 0, then 40 training steps);
+M1 is the shared tiny Llama (``tiny.build_tiny_model`` with seed 0, then 40 training steps);
 its true initial state is the same call without training, saved as a "step 0" directory. A fake
 hub cache (a repository with a ``main`` and a ``step0`` revision, read offline) stands in for
 Pythia's ``revision=step0``. Two ``hf-erank`` runs are shared by the tests (module-scoped): the
@@ -23,19 +23,20 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lm_eval_erank import diff_erank, example
+from lm_eval_erank import diff_erank
 from lm_eval_erank.callback import DiffErankCallback
 from lm_eval_erank.core import pretrained_m0, twin_provider
 from lm_eval_erank.core.pretrained_m0 import M0ArchitectureError, PretrainedM0, load_pretrained_m0
 from lm_eval_erank.core.twin import build_random_twin, parameter_checksum
 from lm_eval_erank.harness.activation import register
+from lm_eval_erank.testing import tiny
 
 from .conftest import FakeTrainer, FakeTrainerState
 from . import docs_text
 from .real_model_checks import Reference
 
 TASK, DOCS, LAYERS = "local_erank_piqa", 8, 2
-TEXTS = example.gold_texts()[:6]
+TEXTS = tiny.gold_texts()[:6]
 TOLERANCE = 1e-5
 HUB_NAME = "erank-test/tiny-llama"  # the fake hub repository: main = M1, step0 = its initial state
 
@@ -52,7 +53,7 @@ def m1_dir(tiny_models) -> Path:
 def step0(make_tokenizer, tmp_path_factory) -> Path:
     """M1's untrained initialisation: the shared fixture's build (arch, tokenizer, seed 0) without training."""
     directory = tmp_path_factory.mktemp("step0")
-    example.build_tiny_model("llama", make_tokenizer(add_bos=True), directory, seed=0)
+    tiny.build_tiny_model("llama", make_tokenizer(add_bos=True), directory, seed=0)
     return directory
 
 
@@ -69,8 +70,8 @@ def mismatched(make_tokenizer, step0, tmp_path_factory) -> dict[str, Path]:
     """Checkpoints M0 must be refused from: another width, another model type, a parameter missing."""
     root = tmp_path_factory.mktemp("mismatched")
     tok = make_tokenizer(add_bos=True)
-    example.build_tiny_model("llama", tok, root / "wider", seed=0, hidden=64)
-    example.build_tiny_model("gpt2", tok, root / "gpt2", seed=0)
+    tiny.build_tiny_model("llama", tok, root / "wider", seed=0, hidden=64)
+    tiny.build_tiny_model("gpt2", tok, root / "gpt2", seed=0)
     shutil.copytree(step0, root / "incomplete")
     weights = load_file(root / "incomplete" / "model.safetensors")
     del weights["model.layers.1.mlp.up_proj.weight"]

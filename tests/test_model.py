@@ -8,9 +8,9 @@ import pytest
 import torch
 from lm_eval.api.instance import Instance
 
-from lm_eval_erank import example
 from lm_eval_erank.harness.model import ErankHFLM
 from lm_eval_erank.harness.activation import register
+from lm_eval_erank.testing import tiny
 
 
 def _requests(texts):
@@ -36,7 +36,7 @@ def test_default_m0_seed_is_torch_seed(tiny_models):
 
 
 def test_same_seed_same_results_other_seed_other_m0(tiny_models, gpt2):
-    texts = example.gold_texts()[:6]
+    texts = tiny.gold_texts()[:6]
     again = _model(tiny_models["gpt2"], batch_size=4, m0_seed=1234)
     assert gpt2.erank(_requests(texts)) == again.erank(_requests(texts))
     other = _model(tiny_models["gpt2"], batch_size=4, m0_seed=1235)
@@ -47,7 +47,7 @@ def test_same_seed_same_results_other_seed_other_m0(tiny_models, gpt2):
 
 @pytest.mark.parametrize("batch_size", [1, 3, 16, "auto"])
 def test_results_independent_of_batch_size(tiny_models, gpt2, batch_size):
-    texts = example.gold_texts()
+    texts = tiny.gold_texts()
     reference = gpt2.erank(_requests(texts))
     lm = _model(tiny_models["gpt2"], batch_size=batch_size, m0_seed=1234)
     other = lm.erank(_requests(texts))
@@ -72,7 +72,7 @@ def test_response_fields_and_exclusions(tiny_models):
 
 def test_long_texts_are_truncated_and_flagged(tiny_models):
     lm = _model(tiny_models["opt"], batch_size=2, max_length=16)
-    long_text = " ".join(example.gold_texts())
+    long_text = " ".join(tiny.gold_texts())
     results = lm.erank(_requests([long_text, "Rain falls from clouds"]))
     assert results[0]["truncated"] and results[0]["n_tokens"] == 16
     assert not results[1]["truncated"]
@@ -102,7 +102,7 @@ def test_impossible_m0_seed_fails_before_loading(tiny_models):
 
 
 def test_m0_swap_gives_the_same_results_with_m0_resident_only_during_its_turn(tiny_models, gpt2):
-    texts = example.gold_texts()
+    texts = tiny.gold_texts()
     swap = _model(tiny_models["gpt2"], batch_size=4, m0_seed=1234, m0_swap="true")
     assert not swap.twin.built  # not built at construction
     info = swap.get_model_info()
@@ -132,7 +132,7 @@ def test_m0_swap_moves_m1_off_the_device_while_m0_runs(tiny_models, monkeypatch)
         return result
 
     monkeypatch.setattr(swap.twin, "_statistics", m0_statistics)
-    swap.erank(_requests(example.gold_texts()[:4]))
+    swap.erank(_requests(tiny.gold_texts()[:4]))
     assert events == [("M1 to", "cpu"), ("empty", "cuda:0"), ("M0 runs", False), ("M0 ran", True),
                       ("empty", "cuda:0"), ("M1 to", "cuda:0")]
     assert not swap.twin.built
@@ -140,7 +140,7 @@ def test_m0_swap_moves_m1_off_the_device_while_m0_runs(tiny_models, monkeypatch)
     events.clear()
     monkeypatch.setattr(swap.twin, "_statistics", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError, match="boom"):
-        swap.erank(_requests(example.gold_texts()[:4]))
+        swap.erank(_requests(tiny.gold_texts()[:4]))
     assert events[-1] == ("M1 to", "cuda:0")
     assert not swap.twin.built
 
@@ -149,6 +149,6 @@ def test_m0_swap_excludes_m0_device_and_auto_batch_probes_one_model(tiny_models)
     with pytest.raises(ValueError, match="m0_swap=true .* m0_device"):
         _model(tiny_models["gpt2"], m0_swap=True, m0_device="cpu")
     swap = _model(tiny_models["gpt2"], batch_size="auto", m0_swap=True, m0_seed=3)
-    rows = swap.erank(_requests(example.gold_texts()[:5]))
+    rows = swap.erank(_requests(tiny.gold_texts()[:5]))
     assert swap.erank_auto_batch_size == swap.max_batch_size and all(r["entropy_m0"] is not None for r in rows)
     assert not swap.twin.built

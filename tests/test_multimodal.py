@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from lm_eval_erank import example
 from lm_eval_erank import multimodal as mm
 from lm_eval_erank.core.spectral import matrix_entropy
+from lm_eval_erank.testing import tiny
 
 from .conftest import run_cli
 
@@ -50,7 +50,7 @@ def tiny_llava(tmp_path_factory):
     )
 
     root = tmp_path_factory.mktemp("llava")
-    tok = example.train_tokenizer(example.gold_texts() + TEXTS, root / "tok", add_bos=True)
+    tok = tiny.train_tokenizer(tiny.gold_texts() + TEXTS, root / "tok", add_bos=True)
     tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
     image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=8,
@@ -90,7 +90,7 @@ def local_mm_task(tmp_path_factory):
         image.save(directory / "img" / f"{i}.png")
         instruction, response = text.split("\n")
         rows.append({"image": f"{i}.png", "instruction": instruction, "response": response})
-    example.write_jsonl(directory / "pairs.jsonl", rows)
+    tiny.write_jsonl(directory / "pairs.jsonl", rows)
     tasks = directory / "tasks"
     tasks.mkdir()
     common = (
@@ -297,7 +297,7 @@ def test_llava_next_tiles_are_split_per_image(tmp_path):
         LlavaNextProcessor,
     )
 
-    tok = example.train_tokenizer(example.gold_texts(), tmp_path / "tok", add_bos=True)
+    tok = tiny.train_tokenizer(tiny.gold_texts(), tmp_path / "tok", add_bos=True)
     tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
     pins = [[32, 32], [32, 64], [64, 32]]
     processor = LlavaNextProcessor(

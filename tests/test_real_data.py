@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from lm_eval_erank import example
+from lm_eval_erank.testing import tiny
 
 from .conftest import SHARED_DATA, model_args, run_cli
 
@@ -33,7 +33,7 @@ def _rows(name):
 
 def test_real_docs_accuracy_matches_standard_and_texts_are_gold(tiny_models, tmp_path):
     rows = {name: _rows(name) for name in FILES}
-    example.write_local_tasks(tmp_path / "tasks", prefix="real", rows_override=rows)
+    tiny.write_local_tasks(tmp_path / "tasks", prefix="real", rows_override=rows)
     common = ["--device", "cpu", "--include_path", str(tmp_path / "tasks"), "--batch_size", "8"]
     _, erank, samples = run_cli(["--model", "hf-erank", "--model_args", model_args(tiny_models["llama"]), *common,
                                  "--tasks", "real_erank", "--log_samples"], tmp_path / "e")

@@ -11,22 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from lm_eval_erank import example
+from lm_eval_erank.testing import tiny
 
 from . import docs_text
 from .test_scripts import load_script
 
 TWINS = 2
 HH_RLHF = [{"chosen": f"\n\nHuman: {q}\n\nAssistant: {a}", "rejected": f"\n\nHuman: {q}\n\nAssistant: no."}
-           for q, a, _, _ in example.PIQA_DOCS]
+           for q, a, _, _ in tiny.PIQA_DOCS]
 SAMPLE = {"piqa": 6, "openbookqa": 5, "winogrande": 5, "hh_rlhf": 4}
 
 
 def write_data(root):
     """The files real_models.py looks for under --data, in the hub schemas, from the example's docs."""
-    example.write_jsonl(root / "hf_schema" / "piqa_validation.jsonl", example.piqa_rows())
-    example.write_jsonl(root / "hf_schema" / "openbookqa_test.jsonl", example.openbookqa_rows())
-    example.write_jsonl(root / "hf_schema" / "winogrande_validation.jsonl", example.winogrande_rows())
+    tiny.write_jsonl(root / "hf_schema" / "piqa_validation.jsonl", tiny.piqa_rows())
+    tiny.write_jsonl(root / "hf_schema" / "openbookqa_test.jsonl", tiny.openbookqa_rows())
+    tiny.write_jsonl(root / "hf_schema" / "winogrande_validation.jsonl", tiny.winogrande_rows())
     for subset, rows in (("harmless-base", HH_RLHF[:6]), ("helpful-base", HH_RLHF[6:])):
         (root / "hh-rlhf" / subset).mkdir(parents=True)
         with gzip.open(root / "hh-rlhf" / subset / "test.jsonl.gz", "wt", encoding="utf-8") as f:

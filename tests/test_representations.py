@@ -8,7 +8,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lm_eval_erank import example
 from lm_eval_erank.core.representations import (
     NonFiniteModelOutputError,
     base_model_gives_lm_head_input,
@@ -19,6 +18,7 @@ from lm_eval_erank.core.representations import (
     token_losses,
 )
 from lm_eval_erank.core.spectral import matrix_entropy
+from lm_eval_erank.testing import tiny
 
 from .conftest import ARCHS
 
@@ -29,7 +29,7 @@ def loaded(tiny_models):
     for arch in ARCHS:
         tok = AutoTokenizer.from_pretrained(tiny_models[arch])
         model = AutoModelForCausalLM.from_pretrained(tiny_models[arch], dtype=torch.float32).eval()
-        ids = [tok(t)["input_ids"] for t in example.gold_texts()]
+        ids = [tok(t)["input_ids"] for t in tiny.gold_texts()]
         out[arch] = (model, ids, tok.pad_token_id)
     return out
 

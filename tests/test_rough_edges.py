@@ -19,18 +19,19 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lm_eval_erank import api, callback, cli, diff_erank, example
+from lm_eval_erank import api, callback, cli, diff_erank
 from lm_eval_erank.core import checks, measure, representations, spectral, twin_provider
 from lm_eval_erank.callback import DiffErankCallback
 from lm_eval_erank.core.m0_cache import M0Cache, M0CacheError, model_key
 from lm_eval_erank.harness.activation import register
 from lm_eval_erank.harness.task_dirs import task_dir
 from lm_eval_erank.harness.writers import check_output_path
+from lm_eval_erank.testing import tiny
 
 from . import docs_text
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-TEXTS = example.gold_texts()[:6]
+TEXTS = tiny.gold_texts()[:6]
 
 
 @pytest.fixture(scope="module")

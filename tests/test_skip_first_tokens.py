@@ -10,13 +10,14 @@ import torch
 from lm_eval.api.instance import Instance
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lm_eval_erank import diff_erank, example
+from lm_eval_erank import diff_erank
 from lm_eval_erank.core.representations import text_statistics
 from lm_eval_erank.core.spectral import matrix_entropy
 from lm_eval_erank.harness.activation import register
 from lm_eval_erank.harness.model import ErankHFLM
+from lm_eval_erank.testing import tiny
 
-TEXTS = example.gold_texts()[:10]
+TEXTS = tiny.gold_texts()[:10]
 
 
 @pytest.fixture(scope="module")

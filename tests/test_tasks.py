@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from lm_eval.tasks import TaskManager
 
-from lm_eval_erank import example
 from lm_eval_erank.harness.activation import register
 from lm_eval_erank.harness.task_dirs import task_dir
 from lm_eval_erank.tasks import ERANK_REQUEST, ErankTask
+from lm_eval_erank.testing import tiny
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +21,12 @@ def tasks(local_tasks):
 
 def _expected_gold_texts():
     """Gold sequences written out independently from the fixture rows."""
-    piqa = [f"Question: {r['goal']}\nAnswer: {(r['sol1'], r['sol2'])[r['label']]}" for r in example.piqa_rows()]
+    piqa = [f"Question: {r['goal']}\nAnswer: {(r['sol1'], r['sol2'])[r['label']]}" for r in tiny.piqa_rows()]
     obqa = [
         f"{r['question_stem']} {r['choices']['text'][r['choices']['label'].index(r['answerKey'])]}"
-        for r in example.openbookqa_rows()
+        for r in tiny.openbookqa_rows()
     ]
-    wino = [r["sentence"].replace("_", r["option" + r["answer"]]) for r in example.winogrande_rows()]
+    wino = [r["sentence"].replace("_", r["option" + r["answer"]]) for r in tiny.winogrande_rows()]
     return {"local_erank_piqa": piqa, "local_erank_openbookqa": obqa, "local_erank_winogrande": wino}
 
 
@@ -83,7 +83,7 @@ def test_few_shot_keeps_zero_shot_erank_text(local_tasks):
 
 
 def test_task_without_choices_feeds_its_scored_sequence_unless_erank_text_is_given(tmp_path):
-    data = example.write_jsonl(tmp_path / "d.jsonl", [{"text": "a b c", "last": " d"}])
+    data = tiny.write_jsonl(tmp_path / "d.jsonl", [{"text": "a b c", "last": " d"}])
     config = {
         "task": "no_choices", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}},
         "test_split": "test", "output_type": "loglikelihood", "doc_to_text": "text", "doc_to_target": "last",
@@ -112,7 +112,7 @@ def test_chat_template_keeps_zero_shot_erank_text(local_tasks):
 
 def test_representation_only_task(tmp_path):
     register()
-    data = example.write_jsonl(tmp_path / "d.jsonl", [{"text": "first text here"}, {"text": "second one"}])
+    data = tiny.write_jsonl(tmp_path / "d.jsonl", [{"text": "first text here"}, {"text": "second one"}])
     task = ErankTask(config={
         "task": "texts_only", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}},
         "test_split": "test", "erank_only": True, "erank_text": "text",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from lm_eval_erank import example
+from lm_eval_erank.testing import tiny
 
 from .test_scripts import PNG_MAGIC, SCRIPTS, load_script, markdown_tables
 
@@ -24,7 +24,7 @@ TASKS = ("family_erank_lm", "family_erank_wikitext", "family_erank_openwebtext2"
 def wikitext_file(path: Path, titles: list[str], paragraphs_per_doc: int, offset: int) -> Path:
     """Articles in WikiText-2's format: a top-level heading, a sub-heading, paragraphs of
     20+ words (fixture sentences, word-level spacing as in the real files)."""
-    texts = example.gold_texts()
+    texts = tiny.gold_texts()
     lines = []
     for d, title in enumerate(titles):
         lines += [f" = {title} = ", " "]

@@ -10,15 +10,16 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
-from lm_eval_erank import diff_erank, example
+from lm_eval_erank import diff_erank
 from lm_eval_erank.callback import DiffErankCallback
 from lm_eval_erank.core import twin_provider
 from lm_eval_erank.core.m0_cache import KEY_VERSION, RUNTIME_ONLY_FIELDS, model_key
+from lm_eval_erank.testing import tiny
 
 from .conftest import FakeTrainer, FakeTrainerState
 from .test_callback import _collate, _Texts
 
-TEXTS = example.gold_texts()[:8]
+TEXTS = tiny.gold_texts()[:8]
 
 
 def _count_builds(monkeypatch) -> list[int]:
@@ -36,7 +37,7 @@ def checkpoint(tiny_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("trainer")
     args = TrainingArguments(output_dir=str(out), max_steps=2, per_device_train_batch_size=4, learning_rate=1e-3,
                              report_to=[], save_strategy="steps", save_steps=2, use_cpu=True, disable_tqdm=True)
-    Trainer(model=model, args=args, train_dataset=_Texts(tok, example.gold_texts()),
+    Trainer(model=model, args=args, train_dataset=_Texts(tok, tiny.gold_texts()),
             data_collator=_collate(tok.pad_token_id), processing_class=tok).train()
     return tiny_models["llama"], out / "checkpoint-2", tok
 

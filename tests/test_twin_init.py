@@ -11,12 +11,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lm_eval_erank import diff_erank, example
+from lm_eval_erank import diff_erank
 from lm_eval_erank.core.twin import build_random_twin, loaded_from_gguf, parameter_checksum, warn_if_gguf_init_unknown
 from lm_eval_erank.harness.activation import register
 from lm_eval_erank.harness.model import ErankHFLM
+from lm_eval_erank.testing import tiny
 
-TEXTS = example.gold_texts()[:8]
+TEXTS = tiny.gold_texts()[:8]
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,15 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lm_eval_erank.core import aggregation as agg
-from lm_eval_erank import api, diff_erank, example
+from lm_eval_erank import api, diff_erank
 from lm_eval_erank.core import twin_provider
 from lm_eval_erank.core.metrics import MAX_BOOTSTRAP_ITERS, METRIC_NAMES, TWIN_METRICS, per_document_values
 from lm_eval_erank.harness.activation import register
+from lm_eval_erank.testing import tiny
 
 from .conftest import FakeTrainer, FakeTrainerState, model_args, run_cli
 
-TEXTS = ["", "a"] + example.gold_texts()[:10]
+TEXTS = ["", "a"] + tiny.gold_texts()[:10]
 
 
 def same(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -11,16 +11,16 @@ import pytest
 import yaml
 from lm_eval.tasks import TaskManager
 
-from lm_eval_erank import example
 from lm_eval_erank.harness.lm_eval_internals import TaskIndex, task_index
 from lm_eval_erank.harness.activation import register
 from lm_eval_erank.tasks import ERANK_REQUEST, LM_EVAL_TASKS_DIR, ErankTask, GoldTextError
 from lm_eval_erank.harness.wrapping import UnknownTaskError, WrapError, wrap
+from lm_eval_erank.testing import tiny
 
 from .conftest import model_args, run_cli
 
-GEN_DOCS = example.PIQA_DOCS[:5]
-ROLLING_TEXTS = example.gold_texts()[:6]
+GEN_DOCS = tiny.PIQA_DOCS[:5]
+ROLLING_TEXTS = tiny.gold_texts()[:6]
 # The user's own tasks (standard lm-eval configs on local files) and their erank_ names.
 BASES = ["wrap_piqa", "wrap_group", "wrap_rolling", "wrap_gen"]
 
@@ -36,19 +36,19 @@ def wrap_dir(tmp_path_factory):
     wrap_erank_piqa (the shipped erank_piqa on the same file), a group, a rolling-loglikelihood
     task without a metric_list (lm-eval's defaults) and a generation task with a regex filter."""
     directory = tmp_path_factory.mktemp("wrap_tasks")
-    example.write_local_tasks(directory, prefix="wrap")
+    tiny.write_local_tasks(directory, prefix="wrap")
     group = {"group": "wrap_group", "task": ["wrap_openbookqa", "wrap_winogrande"],
              "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}], "metadata": {"version": 1.0}}
     rolling = {"task": "wrap_rolling", "output_type": "loglikelihood_rolling", "doc_to_text": "",
                "doc_to_target": "{{text}}",
-               **_local(example.write_jsonl(directory / "data" / "rolling.jsonl", [{"text": t} for t in ROLLING_TEXTS]))}
+               **_local(tiny.write_jsonl(directory / "data" / "rolling.jsonl", [{"text": t} for t in ROLLING_TEXTS]))}
     gen_rows = [{"question": g, "answer": (a, b)[y]} for g, a, b, y in GEN_DOCS]
     gen = {"task": "wrap_gen", "output_type": "generate_until", "doc_to_text": "Question: {{question}}\nAnswer:",
            "doc_to_target": "{{answer}}", "generation_kwargs": {"until": ["\n"], "max_gen_toks": 4, "do_sample": False},
            "filter_list": [{"name": "first_word", "filter": [{"function": "regex", "regex_pattern": r"(\w+)"},
                                                              {"function": "take_first"}]}],
            "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
-           **_local(example.write_jsonl(directory / "data" / "gen.jsonl", gen_rows))}
+           **_local(tiny.write_jsonl(directory / "data" / "gen.jsonl", gen_rows))}
     for config in (group, rolling, gen):
         name = config.get("task") if "group" not in config else config["group"]
         (directory / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -74,10 +74,10 @@ def _by_doc(samples: list[dict]) -> list[dict]:
 
 def _expected_texts() -> dict[str, list[str]]:
     """erank texts written out independently from the fixture rows."""
-    piqa = [f"Question: {g}\nAnswer: {(a, b)[y]}" for g, a, b, y in example.PIQA_DOCS]
+    piqa = [f"Question: {g}\nAnswer: {(a, b)[y]}" for g, a, b, y in tiny.PIQA_DOCS]
     obqa = [f"{r['question_stem']} {r['choices']['text'][r['choices']['label'].index(r['answerKey'])]}"
-            for r in example.openbookqa_rows()]
-    wino = [r["sentence"].replace("_", r["option" + r["answer"]]) for r in example.winogrande_rows()]
+            for r in tiny.openbookqa_rows()]
+    wino = [r["sentence"].replace("_", r["option" + r["answer"]]) for r in tiny.winogrande_rows()]
     gen = [f"Question: {g}\nAnswer: {(a, b)[y]}" for g, a, b, y in GEN_DOCS]
     return {"erank_wrap_piqa": piqa, "erank_wrap_openbookqa": obqa, "erank_wrap_winogrande": wino,
             "erank_wrap_rolling": ROLLING_TEXTS, "erank_wrap_gen": gen}
@@ -182,7 +182,7 @@ def test_catalogue_names_resolve_to_their_configs(catalogue):
 def test_catalogue_gold_text_on_a_local_doc(catalogue, tmp_path):
     doc = {"id": "x", "question": "Which is a liquid?", "answerKey": "C",
            "choices": {"text": ["rock", "ice", "water"], "label": ["A", "B", "C"]}}
-    path = example.write_jsonl(tmp_path / "arc.jsonl", [doc])
+    path = tiny.write_jsonl(tmp_path / "arc.jsonl", [doc])
     catalogue.match_tasks(["erank_arc_easy"])
     cfg = {**task_index(catalogue).config("erank_arc_easy"), **_local(path), "training_split": None,
            "validation_split": None}
@@ -239,7 +239,7 @@ def test_python_task_classes_are_refused():
 
 def _task(tmp_path, rows, **config) -> ErankTask:
     register()
-    return ErankTask(config={"task": "t", **_local(example.write_jsonl(tmp_path / "d.jsonl", rows)), **config})
+    return ErankTask(config={"task": "t", **_local(tiny.write_jsonl(tmp_path / "d.jsonl", rows)), **config})
 
 
 def test_documents_without_gold_text_fail_fast(tmp_path):

@@ -1,6 +1,6 @@
 """One measurement, from texts to a :class:`~lm_eval_erank.core.result.DiffErankResult`: the
-function users call (``diff_erank``) and the one path the harness and the callback share
-(``pair_statistics``) (no lm-eval).
+function users call (``diff_erank``) and the one path it, the harness and the training
+callback share (``pair_statistics``) (no lm-eval).
 
     from lm_eval_erank import diff_erank
     result = diff_erank(model, tokenizer, texts, layers="paper", batch_size=16)
@@ -64,9 +64,11 @@ def default_max_length(model) -> int:
 def pair_statistics(m1, twin: TwinProvider | Sequence[TwinProvider], token_ids, truncated, batch_size: int,
                     pad_id: int, layers: Sequence[int] = (), progress: Progress | None = None,
                     losses: bool = True, skip_first_tokens: int = 0) -> DiffErankResult:
-    """Run M1, then each twin (one after another), over pre-tokenised texts: the shared core of
-    the harness and the API. ``progress(label)`` is called at the start of each model's pass;
-    ``skip_first_tokens`` leaves the first positions of every text out of the entropies."""
+    """Run M1, then each twin (one after another), over pre-tokenised texts: the one measurement
+    the harness, ``diff_erank`` and the training callback share (the callback's twins keep their
+    statistics, ``keep_statistics``, so M0 runs at its first evaluation only). ``progress(label)``
+    is called at the start of each model's pass; ``skip_first_tokens`` leaves the first positions
+    of every text out of the entropies."""
     twins = [twin] if isinstance(twin, TwinProvider) else list(twin)
     s1 = text_statistics(m1, token_ids, batch_size, pad_id, "M1", None if progress is None else progress("M1"),
                          layers, losses, skip_first_tokens)

@@ -2,8 +2,10 @@
 one M0 loaded from a checkpoint (``pretrained``), their per-text statistics read from and
 written to M0's results cache (no lm-eval).
 
-Twin k has seed ``m0_seed + k``; with K > 1 twins (or ``swap``) each is freed after its pass,
-so at most one twin is resident beside M1.
+Twin k has seed ``m0_seed + k``; with K > 1 twins (or ``swap``, or ``keep_statistics``) each is
+freed after its pass, so at most one twin is resident beside M1. ``keep_statistics`` (the
+training callback, whose M0 never changes) keeps each twin's per-text statistics in memory, so a
+later pass over the same texts runs no M0 at all.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .checks import MAX_SEED, check_int, check_m0_pretrained, check_seed
+from .checks import MAX_SEED, check_bool, check_int, check_m0_pretrained, check_seed
 from .errors import ErankValueError
 from .m0_cache import M0Cache, check_writable, model_key
 from .pretrained_m0 import PretrainedM0, check_same_architecture, load_pretrained_m0
@@ -36,10 +38,15 @@ class TwinProvider:
 
     ``swap=True``: M1 and M0 take turns on M1's device. :meth:`statistics` moves M1 to the CPU,
     builds M0 where M1 was, runs it, frees it and moves M1 back (peak: one model resident).
+
+    ``keep_statistics=True``: the per-text statistics of the last pass stay in memory (M0 itself is
+    freed after it); a later pass over the same token ids, layers and options returns them without
+    building M0 or reading the cache.
     """
 
     def __init__(self, m1, seed: int | None, device=None, m0=None, cache_dir: str | Path | None = None,
-                 swap: bool = False, initializer_range: float | None = None, pretrained: PretrainedM0 | None = None):
+                 swap: bool = False, initializer_range: float | None = None, pretrained: PretrainedM0 | None = None,
+                 keep_statistics: bool = False):
         if swap and device is not None:
             raise ErankValueError("m0_swap=true runs M0 on M1's device; it cannot be combined with m0_device")
         if swap and spans_devices(m1):
@@ -51,6 +58,8 @@ class TwinProvider:
             seed = check_seed(seed)
         self.m1, self.seed, self.swap, self.initializer_range = m1, seed, swap, initializer_range
         self.pretrained = pretrained
+        self.keep_statistics = keep_statistics
+        self._kept: tuple[tuple, TextStatistics] | None = None  # (what the pass was over, its statistics)
         self.device = model_device(m1) if swap else device  # captured now: M1 is on the CPU during M0's turn
         self._m0 = m0
         self._checksum = None
@@ -114,6 +123,18 @@ class TwinProvider:
             self.known_checksum  # noqa: B018
             self._m0 = None
 
+    @staticmethod
+    def _pass_key(token_ids, layers: Sequence[int], losses: bool, skip_first_tokens: int) -> tuple:
+        return tuple(map(tuple, token_ids)), tuple(sorted(set(layers))), bool(losses), skip_first_tokens
+
+    def kept_statistics(self, token_ids, layers: Sequence[int], losses: bool = True,
+                        skip_first_tokens: int = 0) -> TextStatistics | None:
+        """The statistics ``keep_statistics`` kept, if the last pass was over exactly these token
+        ids, layers and options; else None."""
+        if self._kept is None or self._kept[0] != self._pass_key(token_ids, layers, losses, skip_first_tokens):
+            return None
+        return self._kept[1]
+
     def statistics(self, token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
                    progress: Callable[[int], None] | None = None, losses: bool = True,
                    skip_first_tokens: int = 0) -> TextStatistics:
@@ -125,6 +146,14 @@ class TwinProvider:
 
     def _statistics(self, token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
                     update: Callable[[int], None] | None, losses: bool, skip_first_tokens: int) -> TextStatistics:
+        stats = self._computed_statistics(token_ids, batch_size, pad_id, layers, update, losses, skip_first_tokens)
+        if self.keep_statistics:
+            self._kept = (self._pass_key(token_ids, layers, losses, skip_first_tokens), stats)
+        return stats
+
+    def _computed_statistics(self, token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
+                             update: Callable[[int], None] | None, losses: bool,
+                             skip_first_tokens: int) -> TextStatistics:
         last = num_layers(self.m1)
         wanted = sorted(set(layers) | {last})
         if self._open_cache() is None:
@@ -152,18 +181,20 @@ class TwinProvider:
 
 def make_twins(m1, seed, n_twins: int = 1, device=None, m0=None, cache_dir: str | Path | None = None,
                swap: bool = False, initializer_range: float | None = None,
-               pretrained: PretrainedM0 | None = None) -> list[TwinProvider]:
+               pretrained: PretrainedM0 | None = None, keep_statistics: bool = False) -> list[TwinProvider]:
     """K = ``n_twins`` twin providers with seeds seed, seed + 1, ..., seed + K - 1 (each with its
     own M0-cache entry; ``m0``, an already-built twin, only for K = 1; ``initializer_range``: the
-    twins' init std instead of the config's). With ``pretrained`` (``seed`` None, K = 1): one
-    provider loading M0 from that checkpoint, whose architecture is checked against M1's here,
-    before any forward (M0ArchitectureError)."""
+    twins' init std instead of the config's; ``keep_statistics``: see :class:`TwinProvider`). With
+    ``pretrained`` (``seed`` None, K = 1): one provider loading M0 from that checkpoint, whose
+    architecture is checked against M1's here, before any forward (M0ArchitectureError)."""
     n_twins = check_int("m0_twins", n_twins)
+    keep_statistics = check_bool("keep_statistics", keep_statistics)
     if pretrained is not None:
         check_m0_pretrained(pretrained.name, pretrained.revision, m0_seed=seed, m0_twins=n_twins,
                             m0_initializer_range=initializer_range, m0=m0)
         check_same_architecture(m1, pretrained)
-        return [TwinProvider(m1, None, device=device, cache_dir=cache_dir, swap=swap, pretrained=pretrained)]
+        return [TwinProvider(m1, None, device=device, cache_dir=cache_dir, swap=swap, pretrained=pretrained,
+                             keep_statistics=keep_statistics)]
     if m0 is not None and n_twins > 1:
         raise ValueError("m0= gives one already-built twin; it cannot be combined with m0_twins > 1")
     first = check_seed(seed)
@@ -172,17 +203,22 @@ def make_twins(m1, seed, n_twins: int = 1, device=None, m0=None, cache_dir: str 
     if m0 is None:
         warn_if_gguf_init_unknown(m1, initializer_range)
     return [TwinProvider(m1, first + k, device=device, m0=m0, cache_dir=cache_dir, swap=swap,
-                         initializer_range=initializer_range) for k in range(n_twins)]
+                         initializer_range=initializer_range, keep_statistics=keep_statistics)
+            for k in range(n_twins)]
 
 
 def twins_statistics(twins: Sequence[TwinProvider], token_ids, batch_size: int, pad_id: int, layers: Sequence[int],
                      progress: Progress | None = None, losses: bool = True,
                      skip_first_tokens: int = 0) -> list[TextStatistics]:
-    """Each twin's per-text statistics, one twin after another. With K > 1 twins (or ``swap``)
-    each twin is freed after its pass (its checksum kept), so at most one is resident beside M1;
-    with ``swap`` M1 leaves the device once for all twins' turns."""
+    """Each twin's per-text statistics, one twin after another. With K > 1 twins (or ``swap``, or
+    ``keep_statistics``) each twin is freed after its pass (its checksum kept), so at most one is
+    resident beside M1; with ``swap`` M1 leaves the device once for all twins' turns. Twins that
+    kept the statistics of a pass over these texts (``keep_statistics``) run nothing."""
+    kept = [twin.kept_statistics(token_ids, layers, losses, skip_first_tokens) for twin in twins]
+    if all(stats is not None for stats in kept):
+        return kept
     swap = twins[0].swap
-    free_each = swap or len(twins) > 1
+    free_each = swap or len(twins) > 1 or any(twin.keep_statistics for twin in twins)
     out = []
     with off_device(twins[0].m1) if swap else contextlib.nullcontext():
         for k, twin in enumerate(twins):
