@@ -2,11 +2,13 @@
 
 Two tiny local models stand in for opt-125m and opt-1.3b; the paper's tasks are pointed at the
 local fixture copies with --task-map. The per-layer figure is checked on a hand-written results
-JSON (it does not depend on the model supporting ``layers=``).
+JSON (it does not depend on the model supporting ``layers=``). Last, every file in scripts/ is at
+most 500 lines and none defines a statistic or a batching of its own (the package's are shared).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -41,6 +43,13 @@ def load_script(name: str):
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
     return sys.modules[module_name]
+
+
+def study_module(name: str):
+    """Import ``studies.<name>`` (scripts/studies/), with scripts/ on sys.path as the scripts put it."""
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    return importlib.import_module(f"studies.{name}")
 
 
 def dry_run(capsys, *args) -> tuple[str, str]:
@@ -349,3 +358,18 @@ def test_layer_curve_ends_at_the_lm_head_input_from_the_unsuffixed_metric(tmp_pa
     path.write_text(json.dumps(results))
     run = load_run(path, "m")
     assert layer_series(run, "t", "diff_erank") == [(0, 1.0, 0.2), (1, 2.0, 0.3), (2, 4.0, 0.1)]
+
+
+
+def test_the_shared_study_modules_examples_run():
+    import doctest
+
+    ran = set()
+    for name in ("formatting", "texts", "tasks", "records"):
+        module = study_module(name)
+        for test in doctest.DocTestFinder().find(module):
+            if test.examples:
+                assert doctest.DocTestRunner().run(test, out=lambda text: None).failed == 0, test.name
+                ran.add(test.name.rsplit(".", 1)[-1])
+    assert {"cell", "rho", "markdown_table", "dump_json", "piqa_gold_texts", "write_local_copy", "versions",
+            "machine"} <= ran, ran
