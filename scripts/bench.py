@@ -43,7 +43,7 @@ Instrumentation note: the library exposes no timing hooks, so stages are timed b
 ``loglikelihood`` / ``erank`` methods for the duration of a measurement (restored after).
 
 The sections live in ``scripts/bench_sections/`` (one module per group, one shared clock); the
-shapes, the data location and the offline set-up in ``scripts/common.py``. This file reads the
+shapes, the data location and the offline set-up in ``scripts/studies/``. This file reads the
 options, runs the sections in order, prints the table and writes the JSON report.
 """
 
@@ -57,9 +57,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import common
+from studies import environment, shapes
 
-common.go_offline()
+environment.go_offline()
 
 import torch  # noqa: E402
 
@@ -76,7 +76,7 @@ from bench_sections.report import TARGETS, cpu_load, machine_info, print_table, 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; device-dependent defaults (dtype, batch size) are filled in."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shape", default="small", choices=sorted(common.SHAPES))
+    parser.add_argument("--shape", default="small", choices=sorted(shapes.SHAPES))
     parser.add_argument("--docs", type=int, default=200, help="docs per task (first N of each data file)")
     parser.add_argument("--batch-size", type=int, default=None, help="harness batch size (default 16 cpu, 32 cuda)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-import common
+from studies import environment
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's package (cache_root is stdlib only), whichever python runs this
@@ -84,7 +84,7 @@ def versions(python: Path) -> str:
 
 def run_subset(python: Path, tests: list[str], pytest_args: list[str]) -> tuple[int, str]:
     """Run pytest in the environment, streaming its output; return (exit code, output)."""
-    env = common.offline_env()
+    env = environment.offline_env()
     env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"  # its console scripts, as when activated
     env.pop("VIRTUAL_ENV", None)
     cmd = [str(python), "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile",

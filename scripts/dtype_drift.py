@@ -13,29 +13,27 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import sys
 import tempfile
 from pathlib import Path
 
-import common
+from studies import environment
 
-common.go_offline()
+environment.go_offline()
 
 import torch  # noqa: E402
 
+from lm_eval_erank.testing import tiny  # noqa: E402
 from lm_eval_erank.core.representations import text_statistics  # noqa: E402
 from lm_eval_erank.core.twin import build_random_twin  # noqa: E402
-from lm_eval_erank.testing import tiny  # noqa: E402
+from studies.texts import PIQA_FILE, piqa_gold_texts  # noqa: E402
 
-SHARED_PIQA = common.DATA / "hf_schema" / common.HF_SCHEMA_FILES["piqa"]
 
 
 def load_texts(limit: int) -> list[str]:
-    if SHARED_PIQA.is_file():
-        rows = [json.loads(line) for line in SHARED_PIQA.read_text(encoding="utf-8").splitlines()[:limit]]
-        return [f"Question: {r['goal']}\nAnswer: {(r['sol1'], r['sol2'])[r['label']]}" for r in rows]
+    if PIQA_FILE.is_file():
+        return piqa_gold_texts(PIQA_FILE, limit)
     return tiny.gold_texts()
 
 
@@ -52,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = tiny.train_tokenizer(texts + tiny.gold_texts(), Path(tmp) / "tok", add_bos=args.arch != "gpt2")
         m1 = tiny.build_tiny_model(args.arch, tokenizer, Path(tmp) / "m", train_texts=texts, steps=100,
-                                   hidden=args.hidden, layers=args.layers)
+                                      hidden=args.hidden, layers=args.layers)
     m1 = m1.to(args.device)
     m0 = build_random_twin(m1, 1234)
     ids = [tokenizer(t)["input_ids"] for t in texts]

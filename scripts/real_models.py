@@ -38,7 +38,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import random
 import resource
 import shlex
@@ -49,9 +48,11 @@ from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(SCRIPTS))
-import common  # noqa: E402  (scripts/common.py)
+from studies import environment  # noqa: E402  (scripts/studies/)
+from studies.records import machine as this_machine, versions  # noqa: E402
+from studies.tasks import write_local_copy  # noqa: E402
 
-common.go_offline()
+environment.go_offline()
 ROOT = SCRIPTS.parent
 PREFIX = "real"
 SAMPLE_SEED = 123  # the paper's reference code samples with random.seed(123)
@@ -112,24 +113,15 @@ def parse_model(spec: str) -> tuple[str, str, str | None]:
 
 def write_tasks(keys: list[str], data_dir: Path, out: Path) -> dict[str, str]:
     """A local copy of each data set's shipped task, pointed at its files under ``data_dir``: {key: task}."""
-    from importlib.resources import files
-
-    import yaml
-
     out.mkdir(parents=True, exist_ok=True)
-    shipped = Path(str(files("lm_eval_erank.task_configs")))
     tasks = {}
     for key in keys:
         data_set = DATA_SETS[key]
-        paths = [data_dir / f for f in data_set.files]
-        missing = [str(p) for p in paths if not p.is_file()]
-        if missing:
-            raise SystemExit(f"real_models: {key} needs {', '.join(missing)} (--data)")
-        config = {"include": str(shipped / f"{data_set.shipped}.yaml"), "task": data_set.local_name,
-                  "dataset_path": "json", "dataset_name": None, "training_split": None, "validation_split": None,
-                  "test_split": None, data_set.split_key or f"{data_set.split}_split": data_set.split,
-                  "dataset_kwargs": {"data_files": {data_set.split: [str(p) for p in paths]}}, **data_set.overrides}
-        (out / f"{data_set.local_name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        try:
+            write_local_copy(out, data_set.shipped, data_set.local_name, data_set.split,
+                             [data_dir / f for f in data_set.files], data_set.split_key, **data_set.overrides)
+        except FileNotFoundError as missing:
+            raise SystemExit(f"real_models: {key} needs {missing} (--data)") from None
         tasks[key] = data_set.local_name
     return tasks
 
@@ -214,24 +206,10 @@ def run_model(label: str, model_args: str, tasks: dict[str, str], docs: dict[str
 
 # ---- the report ---------------------------------------------------------------------------------------
 
-def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "lm_eval", "lm-eval-erank", "gguf", "datasets"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 def machine(args) -> dict:
-    import torch
-
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": args.device,
-            "load_average_start": args.load_start, "load_average_end": os.getloadavg()}
+    record = this_machine()
+    return {**{k: v for k, v in record.items() if k != "load_average"}, "device": args.device,
+            "load_average_start": args.load_start, "load_average_end": record["load_average"]}
 
 
 def report(models: list[tuple[str, str]], families: dict[str, str], args):
@@ -315,7 +293,7 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--model", action="append", default=[], help="a REAL_MODELS key or LABEL=MODEL_ARGS (repeatable)")
     p.add_argument("--data-sets", default=",".join(DEFAULT_SAMPLE), help=f"comma-separated, of {', '.join(DATA_SETS)}")
-    p.add_argument("--data", type=Path, default=common.SHARED_DATA, help="local data folder (default ../shared/data)")
+    p.add_argument("--data", type=Path, default=environment.SHARED_DATA, help="local data folder (default ../shared/data)")
     p.add_argument("--sample", action="append", default=[],
                    help="KEY=N: a seeded random sample of N documents (KEY=all: every one); "
                         f"default {', '.join(f'{k}={n}' for k, n in DEFAULT_SAMPLE.items())}")

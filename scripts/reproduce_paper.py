@@ -51,6 +51,8 @@ from pathlib import Path
 from lm_eval_erank.core.statistics import spearman
 
 SCRIPTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(SCRIPTS))  # scripts/studies, also when imported by path
+from studies.formatting import cell  # noqa: E402
 
 PAPER_MODELS = ("opt-125m", "opt-1.3b", "opt-2.7b", "opt-6.7b", "opt-13b")
 HUB_PREFIX = "facebook/"
@@ -212,14 +214,6 @@ def metric(row: dict, name: str):
     return float(value), stderr, "ok"
 
 
-def fmt_ours(value, stderr, state) -> str:
-    if state == "absent":
-        return "-"
-    if state == "null":
-        return "n/a"
-    return f"{value:.4f}" + (f" ± {stderr:.4f}" if stderr is not None else "")
-
-
 def paper_value(task: str, metric_name: str, model: str) -> str | None:
     values = PAPER.get(paper_key(task), {}).get(metric_name)
     if values is None or model not in PAPER_MODELS:
@@ -262,7 +256,8 @@ def compare(models, tasks, results: dict[str, dict | None], sources: dict[str, s
             for m in [*paper_metrics, *(m for m, _ in OURS_ONLY)]:
                 value, stderr, state = metric(row, m) if row is not None else (None, None, "absent")
                 any_null |= state == "null"
-                cells.append(fmt_ours(value, stderr, state) if row is not None else "(not run)")
+                cells.append(cell(value, 4, spread=stderr, missing="n/a" if state == "null" else "-")
+                             if row is not None else "(not run)")
                 record[m] = value
                 record[m + "_stderr"] = stderr
                 if m in paper_metrics:

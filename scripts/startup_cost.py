@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-import common
+from studies import environment
 
 HOOK = "lm_eval_erank_autoload"
 
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--cli-runs", type=int, default=3)
     args = parser.parse_args()
-    on = common.offline_env()
+    on = environment.offline_env()
     on.pop("LM_EVAL_ERANK_AUTOLOAD", None)
     off = dict(on, LM_EVAL_ERANK_AUTOLOAD="0")
 

@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402  (the offline set-up, the shapes, the data location)
+from studies import environment, shapes  # noqa: E402  (the offline set-up, the shapes)
 
-common.go_offline()
+environment.go_offline()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -42,22 +42,15 @@ import torch  # noqa: E402
 from lm_eval_erank.core import aggregation as agg  # noqa: E402
 from lm_eval_erank.api import TwinProvider, encode_texts  # noqa: E402
 from lm_eval_erank.core.representations import num_layers, text_statistics  # noqa: E402
+from studies.texts import PIQA_FILE, piqa_gold_texts  # noqa: E402
 
 M1_SEED = 999
 WIDE = "opt-1.3b"
 
 
-def piqa_gold_texts() -> list[str]:
-    path = common.DATA / "hf_schema" / common.HF_SCHEMA_FILES["piqa"]
-    if not path.is_file():
-        raise SystemExit(f"needs the real PIQA data at {path} (../shared/data)")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [f"Question: {r['goal']}\nAnswer: {r['sol1'] if int(r['label']) == 0 else r['sol2']}" for r in rows]
-
-
 def build_m1(shape: str, directory: Path):
     """(M1 from the shape's config with seed M1_SEED, its tokenizer)."""
-    model, tokenizer, _, _ = common.build_shape(shape, directory, M1_SEED, torch.float32)
+    model, tokenizer, _, _ = shapes.build_shape(shape, directory, M1_SEED, torch.float32)
     return model, tokenizer
 
 
@@ -111,7 +104,7 @@ def run_shape(shape: str, twins: int, counts: list[int | str], texts: list[str],
         mask = keep[:n]
         rows.append(spread(e0[:n][mask], e1[:n][mask], args.bootstrap_iters))
     mean_tokens = float(np.mean([len(t) for t in ids]))
-    return {"shape": shape, "config": common.SHAPES[shape][1], "twins": twins, "seeds": list(range(twins)),
+    return {"shape": shape, "config": shapes.SHAPES[shape][1], "twins": twins, "seeds": list(range(twins)),
             "m1": f"random init, seed {M1_SEED}", "mean_tokens": mean_tokens, "rows": rows,
             "seconds": round(time.perf_counter() - started, 1)}
 
@@ -137,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    texts = piqa_gold_texts()
+    if not PIQA_FILE.is_file():
+        raise SystemExit(f"needs the real PIQA data at {PIQA_FILE} (../shared/data)")
+    texts = piqa_gold_texts(PIQA_FILE)
     report = {"piqa_texts_available": len(texts), "torch_threads": torch.get_num_threads(), "shapes": []}
     for shape in args.shapes.split(","):
         wide = shape == WIDE

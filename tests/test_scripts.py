@@ -1,15 +1,19 @@
-"""scripts/reproduce_paper.py and scripts/plot_results.py, end to end and offline.
+"""scripts/reproduce_paper.py and scripts/plot_results.py, end to end and offline; the shape of scripts/.
 
 Two tiny local models stand in for opt-125m and opt-1.3b; the paper's tasks are pointed at the
 local fixture copies with --task-map. The per-layer figure is checked on a hand-written results
-JSON (it does not depend on the model supporting ``layers=``).
+JSON (it does not depend on the model supporting ``layers=``). Last, every file in scripts/ is at
+most 500 lines and none defines a statistic or a batching of its own (the package's are shared).
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -41,6 +45,13 @@ def load_script(name: str):
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
     return sys.modules[module_name]
+
+
+def study_module(name: str):
+    """Import ``studies.<name>`` (scripts/studies/), with scripts/ on sys.path as the scripts put it."""
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    return importlib.import_module(f"studies.{name}")
 
 
 def dry_run(capsys, *args) -> tuple[str, str]:
@@ -349,3 +360,50 @@ def test_layer_curve_ends_at_the_lm_head_input_from_the_unsuffixed_metric(tmp_pa
     path.write_text(json.dumps(results))
     run = load_run(path, "m")
     assert layer_series(run, "t", "diff_erank") == [(0, 1.0, 0.2), (1, 2.0, 0.3), (2, 4.0, 0.1)]
+
+
+# ---- the shape of scripts/ ----------------------------------------------------------------------------
+
+MAX_SCRIPT_LINES = 500
+# What the package owns: rank statistics (lm_eval_erank.core.statistics) and batching
+# (lm_eval_erank.core.representations). A script defining one of these has a second copy.
+PACKAGE_OWNED = re.compile(r"spearman|kendall|pearson|rank_?corr|^ranks?$|batches$|^pad_(right|left)$|^pad_batch",
+                           re.IGNORECASE)
+
+
+def script_files() -> list[Path]:
+    return sorted(p for p in SCRIPTS.rglob("*") if p.suffix in (".py", ".sh") and "__pycache__" not in p.parts)
+
+
+def test_no_file_in_scripts_is_over_the_size_limit():
+    sizes = {str(p.relative_to(SCRIPTS)): len(p.read_text(encoding="utf-8").splitlines()) for p in script_files()}
+    assert "twin_collapse.py" in sizes and "studies/formatting.py" in sizes  # the walk reaches the sub-packages
+    assert {name: n for name, n in sizes.items() if n > MAX_SCRIPT_LINES} == {}
+
+
+def test_no_script_defines_its_own_statistic_or_batching():
+    """Spearman, Kendall, ranks and length-sorted batches are the package's; the scripts import them."""
+    defined = {}
+    for path in script_files():
+        if path.suffix == ".py":
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    defined.setdefault(node.name, []).append(str(path.relative_to(SCRIPTS)))
+    assert "permutation_p" in defined  # the walk sees the studies' functions
+    assert {name: where for name, where in defined.items() if PACKAGE_OWNED.search(name)} == {}
+    assert not PACKAGE_OWNED.search("permutation_p") and PACKAGE_OWNED.search("length_batches")
+    assert PACKAGE_OWNED.search("spearman_rho") and PACKAGE_OWNED.search("pad_right")
+
+
+def test_the_shared_study_modules_examples_run():
+    import doctest
+
+    ran = set()
+    for name in ("formatting", "texts", "tasks", "records"):
+        module = study_module(name)
+        for test in doctest.DocTestFinder().find(module):
+            if test.examples:
+                assert doctest.DocTestRunner().run(test, out=lambda text: None).failed == 0, test.name
+                ran.add(test.name.rsplit(".", 1)[-1])
+    assert {"cell", "rho", "markdown_table", "dump_json", "piqa_gold_texts", "write_local_copy", "versions",
+            "machine"} <= ran, ran

@@ -16,7 +16,9 @@ import scipy.stats
 
 from lm_eval_erank.testing import tiny
 
-from .test_scripts import PNG_MAGIC, SCRIPTS, load_script, markdown_tables
+from lm_eval_erank.core.statistics import ranks, spearman
+
+from .test_scripts import PNG_MAGIC, SCRIPTS, markdown_tables, study_module
 
 TASKS = ("family_erank_lm", "family_erank_wikitext", "family_erank_openwebtext2")
 
@@ -125,7 +127,7 @@ def test_results_are_the_harness_and_the_sweep_pays_each_twin_once(family):
 
 def test_reported_correlations_are_spearman_of_the_reported_values(family):
     _, _, summary = family
-    tf = load_script("train_family")
+    rho = study_module("formatting").rho
     params = [m["params"] for m in summary["models"]]
     for task in TASKS:
         diff = [summary["family"][m["name"]][task]["diff_erank"][0] for m in summary["models"]]
@@ -136,9 +138,9 @@ def test_reported_correlations_are_spearman_of_the_reported_values(family):
         steps = summary["checkpoints"]
         diff_c = [summary["checkpoint_results"][str(s)][task]["diff_erank"][0] for s in steps]
         assert summary["spearman_checkpoints"][task]["diff_erank_vs_x"] == pytest.approx(
-            tf.spearman(steps, diff_c))
+            spearman(steps, diff_c))
     group = summary["spearman_family"]["family_erank_lm"]
-    assert tf.fmt_rho(group["diff_erank_vs_reduced_loss"], group["diff_erank_vs_reduced_loss_p"]) in summary["verdict"][1]
+    assert rho(group["diff_erank_vs_reduced_loss"], group["diff_erank_vs_reduced_loss_p"]) in summary["verdict"][1]
     for name, corr in summary["spearman_callback"].items():  # the callback's rho, from its logged values
         entries = [e for e in next(m for m in summary["models"] if m["name"] == name)["callback"] if e["step"] > 0]
         assert corr["n"] == len(entries) >= 3
@@ -147,37 +149,37 @@ def test_reported_correlations_are_spearman_of_the_reported_values(family):
 
 
 def test_spearman_and_its_exact_p_value():
-    tf = load_script("train_family")
+    permutation_p = study_module("train_family.analysis").permutation_p
     rng = np.random.default_rng(0)
     for n in (3, 5, 8):
         x, y = rng.normal(size=n), rng.normal(size=n)
         y[1] = y[0]  # a tie: average ranks, as scipy
-        assert tf.spearman(x, y) == pytest.approx(scipy.stats.spearmanr(x, y)[0])
-    assert tf.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert tf.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    assert tf.spearman([1, 2], [1, 2]) is None and tf.spearman([1, 2, 3], [5, 5, 5]) is None
+        assert spearman(x, y) == pytest.approx(scipy.stats.spearmanr(x, y)[0])
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2], [1, 2]) is None and spearman([1, 2, 3], [5, 5, 5]) is None
     # of the 4! orderings only the identity and its reverse reach |rho| = 1
-    assert tf.permutation_p([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(2 / 24)
+    assert permutation_p([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(2 / 24)
     with pytest.raises(ValueError, match="non-finite"):
-        tf.spearman([1, 2, float("nan")], [1, 2, 3])
-    assert tf.ranks([3.0, 1.0, 3.0, 2.0]).tolist() == [3.5, 1.0, 3.5, 2.0]
+        spearman([1, 2, float("nan")], [1, 2, 3])
+    assert ranks([3.0, 1.0, 3.0, 2.0]).tolist() == [3.5, 1.0, 3.5, 2.0]
 
 
 def test_wikitext_documents_split_at_top_level_headings():
-    tf = load_script("train_family")
+    corpus, training = study_module("train_family.corpus"), study_module("train_family.training")
     text = " \n = A = \n \n line one \n = = Sub = = \n more \n = B = \n body \n"
-    docs = tf.split_documents(text)
+    docs = corpus.split_documents(text)
     assert len(docs) == 2 and docs[0].startswith(" \n = A = ") and " = = Sub = = " in docs[0]
     assert docs[1] == " = B = \n body \n"
-    assert tf.default_checkpoints(480) == [0, 15, 30, 60, 120, 240, 480]
+    assert training.default_checkpoints(480) == [0, 15, 30, 60, 120, 240, 480]
 
 
 def test_verdict_words_follow_rho_and_p():
-    tf = load_script("train_family")
-    assert tf.held(1.0, 0.083) == "held" and tf.held(0.8, None) == "held"
-    assert tf.held(0.8, 0.333) == "held only partly" and tf.held(0.14, 0.78) == "held only partly"
-    assert tf.held(0.0) == "did not hold" and tf.held(-1.0, 0.083) == "did not hold"
-    assert tf.held(None).startswith("undecided")
-    assert tf.trend_words([1, 2, 3]) == "increases at every step"
-    assert tf.trend_words([1, 1, 2]) == "never decreases (1 ties)"
-    assert tf.trend_words([3, 1, 2]).startswith("is not monotone (1 rises, 1 falls)")
+    analysis = study_module("train_family.analysis")
+    assert analysis.held(1.0, 0.083) == "held" and analysis.held(0.8, None) == "held"
+    assert analysis.held(0.8, 0.333) == "held only partly" and analysis.held(0.14, 0.78) == "held only partly"
+    assert analysis.held(0.0) == "did not hold" and analysis.held(-1.0, 0.083) == "did not hold"
+    assert analysis.held(None).startswith("undecided")
+    assert analysis.trend_words([1, 2, 3]) == "increases at every step"
+    assert analysis.trend_words([1, 1, 2]) == "never decreases (1 ties)"
+    assert analysis.trend_words([3, 1, 2]).startswith("is not monotone (1 rises, 1 falls)")

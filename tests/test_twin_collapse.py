@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import scipy.stats
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "twin_collapse.py"
 FAMILIES = {"gpt2-tiny", "opt-tiny", "pythia-tiny", "llama-tiny", "qwen2-tiny", "gemma3-tiny"}
@@ -108,4 +109,39 @@ def test_checks_and_outputs(run):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "table.md").read_text(encoding="utf-8")
     assert all(f"| {name} |" in table for name in FAMILIES)
-    assert (out / "README_section.md").read_text(encoding="utf-8").startswith("## When Diff-eRank is negative")
+    # the study writes tables, figures and summary.json, no prose for the docs (its README generator went)
+    assert sorted(p.name for p in out.iterdir()) == ["ablations.png", "erank_by_depth.png", "summary.json", "table.md"]
+    for ds in TEXTS:
+        assert f"## What each change does to the twin's eRank L, {ds}" in table
+        assert f"## Which block-1 measurement orders the collapse, {ds}" in table
+
+
+def test_findings_follow_from_the_measurements(run):
+    """summary.json's findings, recomputed here from the measurements it stores (scipy for Spearman)."""
+    summary, _ = run
+    rows, ablation_rows = summary["architectures"], summary["ablations"]
+    every = every_row(summary)
+    last = lambda row, ds: row["datasets"][ds]["erank"]["mean"][-1]  # noqa: E731
+    collapses = lambda row, ds: last(row, ds) / row["datasets"][ds]["erank"]["mean"][0] < 0.5  # noqa: E731
+    for ds in TEXTS:
+        found = summary["findings"]["by_dataset"][ds]
+        lowest = min(rows, key=lambda name: last(rows[name], ds))
+        assert found["twins_erank_last"]["lowest"] == {"twin": lowest, "erank": last(rows[lowest], ds)}
+        effects = {e["ablation"]: e for e in found["ablation_effects"]}
+        assert set(effects) == set(ablation_rows)
+        for name, effect in effects.items():
+            base, changed = rows[ablation_rows[name]["base"]], ablation_rows[name]
+            before, after = last(base, ds), last(changed, ds)
+            assert (effect["erank_last_base"], effect["erank_last"]) == (before, after)
+            expected = ("crosses" if collapses(base, ds) != collapses(changed, ds)
+                        else "moves" if abs(after - before) >= 0.2 * before else "does_not")
+            assert effect["effect"] == expected, (ds, name)
+        # every text is cut to MAX_TOKENS <= --detail-max-tokens: block 1's additions are measured on both
+        predictors = {p["measured_at_block_1"]: p for p in found["collapse_predictors"]}
+        depth = predictors["depth L"]
+        ratios = [last(r, ds) / r["datasets"][ds]["erank"]["mean"][0] for r in every.values()]
+        assert depth["twins"] == len(every)
+        assert depth["rho"] == pytest.approx(scipy.stats.spearmanr([r["layers"] for r in every.values()], ratios)[0],
+                                             abs=1e-6)
+    logits = summary["findings"]["attention_logit_scale_d_init_std_squared"]
+    assert logits["llama-tiny"] == pytest.approx(32 * 0.02 ** 2, abs=1e-6)

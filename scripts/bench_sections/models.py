@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from common import DATA, HF_SCHEMA_FILES, SHAPES, build_shape
+from studies.environment import DATA, HF_SCHEMA_FILES
+from studies.shapes import SHAPES, build_shape
 
 TASKS = ("piqa", "openbookqa", "winogrande")
 TASK_PREFIX = "bench"

@@ -1,0 +1,1 @@
+"""The family study (scripts/train_family.py): corpus, training and evaluation, analysis, report."""

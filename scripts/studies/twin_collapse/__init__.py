@@ -1,0 +1,1 @@
+"""The twin-collapse study (scripts/twin_collapse.py): catalogue, measurement, report."""
