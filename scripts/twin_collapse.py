@@ -152,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.archs:
         archs = {name: archs[name] for name in args.archs.split(",")}
     bases = SMOKE_BASES if args.smoke else ABLATION_BASES
-    base_gpt2 = bases["gpt2"] if bases["gpt2"] in archs else \
-        next(n for n, a in archs.items() if a.config_class == "GPT2Config")
+    # the checks run on GPT-2 (a vocabulary of its own), else on the first architecture of a subset run
+    base_gpt2 = bases["gpt2"] if bases["gpt2"] in archs else next(
+        (n for n, a in archs.items() if a.config_class == "GPT2Config"), next(iter(archs)))
     clock.log(f"texts: {', '.join(f'{ds} {len(t)}' for ds, t in texts.items())}; {len(delims)} delimiter ids")
 
     rows = {name: run_arch(name, arch, range(args.seeds), token_ids, args, delims, clock) for name, arch in archs.items()}

@@ -75,7 +75,7 @@ def test_block_contributions_add_up_to_the_residual_step(run):
 def test_one_property_changes_take_effect(run):
     summary, _ = run
     base, rows = summary["architectures"], summary["ablations"]
-    assert {row["base"] for row in rows.values()} == {"llama-tiny", "gpt2-tiny", "pythia-tiny"}
+    assert {row["base"] for row in rows.values()} == {"llama-tiny", "gpt2-tiny", "pythia-tiny", "qwen2-tiny"}
     assert all(row["change"] for row in rows.values())
     scaled, llama = rows["llama: embeddings x sqrt(d)"], base["llama-tiny"]
     ratio = scaled["datasets"]["piqa"]["token_norm"]["mean"][0] / llama["datasets"]["piqa"]["token_norm"]["mean"][0]
@@ -83,7 +83,10 @@ def test_one_property_changes_take_effect(run):
     assert rows["llama: 12 layers"]["layers"] == 12 and rows["gpt2: 30 layers"]["layers"] == 30
     no_positions, gpt2 = rows["gpt2: no learned positions"], base["gpt2-tiny"]
     assert no_positions["datasets"]["piqa"]["token_norm"]["mean"][0] < gpt2["datasets"]["piqa"]["token_norm"]["mean"][0]
-    for name in ("llama: init std 0.01", "llama: no rotary", "gpt2: no residual scaling"):
+    qwen = rows["qwen: init std 1/24"]
+    assert qwen["base"] == "qwen2-tiny" and qwen["initializer_range"] == pytest.approx(1 / 24)
+    for name in ("llama: init std 0.01", "llama: no rotary", "gpt2: no residual scaling", "qwen: init std 1/24",
+                 "qwen: q, k std 1/24"):
         assert rows[name]["datasets"]["piqa"]["erank"]["mean"][-1] != base[rows[name]["base"]]["datasets"]["piqa"]["erank"]["mean"][-1]
 
 

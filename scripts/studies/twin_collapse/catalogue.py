@@ -70,6 +70,15 @@ ARCHITECTURES = {
         bos_token_id=151643, eos_token_id=151643), (
         "Qwen/Qwen2.5-0.5B config.json (a dump found by code search; 24 layers, d 896, 14 heads / 2 KV, "
         "intermediate 4864, vocab 151936, rope_theta 1e6, tied, initializer_range 0.02)")),
+    "qwen2.5-coder-1.5b-gguf": Arch("Qwen2Config", dict(
+        vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+        num_attention_heads=12, num_key_value_heads=2, hidden_act="silu", max_position_embeddings=32768,
+        rope_theta=1000000.0, rms_norm_eps=9.999999974752427e-07, tie_word_embeddings=False, initializer_range=0.02,
+        use_sliding_window=False, max_window_layers=28, bos_token_id=151643, eos_token_id=151645), (
+        "the config transformers 5.24 builds from Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf (printed from the "
+        "loaded config: 28 layers, d 1536, 12 heads / 2 KV, intermediate 8960, vocab 151936, rope_theta 1e6, "
+        "untied); initializer_range 0.02, the default, which is also Qwen2.5's published value: the twin "
+        "the product builds for the real-model study's larger model")),
     "gemma-3-270m": Arch("Gemma3TextConfig", dict(
         vocab_size=262144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
         num_attention_heads=4, num_key_value_heads=1, head_dim=256, hidden_activation="gelu_pytorch_tanh",
@@ -175,13 +184,14 @@ def zero_learned_positions(model, seed):
 
 # The bases the one-property changes start from (default run; --smoke maps them to its tiny configs).
 ABLATION_BASES = {"llama": "smollm2-135m-gguf", "llama 1/24": "smollm2-135m", "gpt2": "gpt2-small",
-                  "pythia": "pythia-160m"}
-SMOKE_BASES = {"llama": "llama-tiny", "llama 1/24": "llama-tiny", "gpt2": "gpt2-tiny", "pythia": "pythia-tiny"}
+                  "pythia": "pythia-160m", "qwen": "qwen2.5-0.5b"}
+SMOKE_BASES = {"llama": "llama-tiny", "llama 1/24": "llama-tiny", "gpt2": "gpt2-tiny", "pythia": "pythia-tiny",
+               "qwen": "qwen2-tiny"}
 
 
 def ablations(bases: dict[str, str]) -> dict[str, tuple[str, str, dict, Callable | None]]:
     """name -> (base architecture, what changed, config overrides, post-build change)."""
-    llama, published, gpt2, pythia = (bases[k] for k in ("llama", "llama 1/24", "gpt2", "pythia"))
+    llama, published, gpt2, pythia, qwen = (bases[k] for k in ("llama", "llama 1/24", "gpt2", "pythia", "qwen"))
     qk_up, qk_down = (lambda depth: (1 / 24) / 0.02), (lambda depth: 0.02 * 24)
     residual_down, residual_up = (lambda depth: 1 / math.sqrt(2 * depth)), (lambda depth: math.sqrt(2 * depth))
     return {
@@ -207,6 +217,11 @@ def ablations(bases: dict[str, str]) -> dict[str, tuple[str, str, dict, Callable
         "gpt2: 30 layers": (gpt2, "n_layer -> 30", dict(n_layer=30), None),
         "pythia: sequential residual": (pythia, "use_parallel_residual False (attention, then MLP)",
                                         dict(use_parallel_residual=False), None),
+        # Qwen2.5 publishes 0.02: does its twin collapse for the same reason as SmolLM2's at 0.02?
+        "qwen: init std 1/24": (qwen, "initializer_range 0.02 -> 1/24", dict(initializer_range=1 / 24), None),
+        "qwen: q, k std 1/24": (qwen, "q_proj, k_proj x 2.08 (std 0.02 -> 1/24): attention logits x 4.3", {},
+                                scale_block_weights(qk_up, ("self_attn.q_proj", "self_attn.k_proj"))),
+        "qwen: embeddings x sqrt(d)": (qwen, "embedding output x sqrt(d) (Gemma's scaling)", {}, "sqrt_d"),
     }
 
 
