@@ -241,3 +241,73 @@ def test_the_quick_start_shows_what_the_example_prints_today(tmp_path):
     start = printed.index(block[0])
     assert printed[start:start + len(block)] == block
     assert "python -m lm_eval_erank.example --out" in text_of(ROOT / "scripts" / "run_example.sh")
+
+
+# ---- what the studies wrote, quoted from their outputs ---------------------------------------------
+
+
+def generated_section(path: Path, heading: str) -> str:
+    """The body of ``## heading`` in a file a study wrote, up to the next ``## ``."""
+    match = re.search(rf"^## {re.escape(heading)}\n\n(.*?)(?=^## |\Z)", text_of(path), re.S | re.M)
+    assert match, f"no section '{heading}' in {path}"
+    return match.group(1).strip()
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+TWIN_COLLAPSE = ROOT / "docs" / "twin_collapse"
+COPIED = [
+    ("negative-diff-erank.md", TWIN_COLLAPSE / "table.md", "M1 at the LM head's input"),
+    ("negative-diff-erank.md", TWIN_COLLAPSE / "table.md", "Twins at published shapes, piqa"),
+    ("negative-diff-erank.md", TWIN_COLLAPSE / "table.md", "What each change does to the twin's eRank L, piqa"),
+    ("negative-diff-erank.md", TWIN_COLLAPSE / "table.md", "Which block-1 measurement orders the collapse, piqa"),
+    ("negative-diff-erank.md", TWIN_COLLAPSE / "local_m1.md", "At the last layer"),
+]
+
+
+@pytest.mark.parametrize("page, source, heading", COPIED, ids=[c[2] for c in COPIED])
+def test_a_table_a_study_wrote_is_copied_verbatim(page, source, heading):
+    assert generated_section(source, heading) in text_of(ROOT / "docs" / page)
+
+
+def test_the_twin_collapse_page_quotes_its_study():
+    """Every number in negative-diff-erank.md's prose comes from the study's summary.json."""
+    summary = json.loads(text_of(TWIN_COLLAPSE / "summary.json"))
+    findings = summary["findings"]
+    piqa, prose = findings["by_dataset"]["piqa"], findings["by_dataset"]["prose"]
+    scale, positions = findings["attention_logit_scale_d_init_std_squared"], piqa["positions"]
+    page = flat(text_of(ROOT / "docs" / "negative-diff-erank.md"))
+    quoted = [
+        f"({summary['wall_seconds'] / 60:.1f} min on this project's 2 CPU cores",
+        f"{scale['smollm2-135m-gguf']:.2f} for SmolLM2 at 0.02, {scale['gpt2-small']:.2f} for GPT-2/OPT/Pythia, "
+        f"{scale['qwen2.5-0.5b']:.2f} for Qwen2.5-0.5B, {scale['smollm2-135m']:.2f} for SmolLM2 at 1/24, "
+        f"{scale['llama-3.2-1b']:.2f} for Llama-3.2-1B",
+        f"seed sd of at most {piqa['twins_erank_last']['largest_seed_sd']:.2f} on PIQA "
+        f"({prose['twins_erank_last']['largest_seed_sd']:.1f} on prose)",
+        f"from {piqa['twins_erank_last']['lowest']['erank']:.1f} ({piqa['twins_erank_last']['lowest']['twin']}) to "
+        f"{piqa['twins_erank_last']['highest']['erank']:.1f} ({piqa['twins_erank_last']['highest']['twin']}) on PIQA",
+        f"falls to about {positions['erank_m1_at_lowest']:.1f} (block {positions['lowest_layer']})",
+        f"up to {positions['first_norm_ratio_at_lowest']:.0f} times longer",
+        f"({positions['delim_norm_ratio_at_lowest']:.1f}x the median)",
+        f"({positions['erank_m1_at_lowest_first_left_out']:.1f} at block {positions['lowest_layer']})",
+        f"({positions['erank_m1_last']:.1f} -> {positions['erank_m1_last_first_left_out']:.1f})",
+        f"at {len(positions['layers_more_than_doubled'])} of the {positions['hidden_state_indices']} hidden-state",
+        f"by at most {100 * positions['twins_largest_relative_change']:.0f}% anywhere",
+    ]
+    assert not [q for q in quoted if flat(q) not in page]
+
+
+def test_the_family_page_copies_its_study():
+    """trained-family.md: the data, machine, tables and verdict blocks of docs/family/summary.md, verbatim."""
+    summary = text_of(ROOT / "docs" / "family" / "summary.md")
+    page = text_of(ROOT / "docs" / "trained-family.md")
+    blocks = [b for b in summary.split("\n\n") if b.startswith(("Data:", "Machine:", "| model | task |",
+                                                                   "| Spearman rho"))]
+    verdict = summary.split("Verdict (the paper's trends at this scale):\n\n", 1)[1].strip()
+    assert len(blocks) == 4 and all(b in page for b in blocks) and verdict in page
+    prose = FENCE.sub("", page)
+    for block in [*blocks, verdict]:
+        prose = prose.replace(block, "")
+    assert not re.findall(r"\d+\.\d\d", prose), "a retyped figure outside the copied blocks"
