@@ -252,12 +252,13 @@ def assert_same_erank(run: Run, reference: Run, task: str, reference_task: str |
 
 
 def assert_same_metrics(run: Run, reference: Run, task: str) -> None:
-    """Every metric and stderr of ``task`` as in ``reference`` (eRank aggregates to round-off: the
-    erank requests of another run can share batches with other tasks' texts)."""
+    """Every metric and stderr of ``task`` as in ``reference``, floats to the per-text tolerance of
+    ``assert_same_erank`` (the erank requests of another run can share batches with other tasks' texts,
+    which moves hidden states at float32 round-off; lm-eval 0.4.10's stderr showed a 1.3e-9 relative change)."""
     ours, theirs = _metrics(run.results["results"][task]), _metrics(reference.results["results"][task])
     assert ours.keys() == theirs.keys()
     for key, value in theirs.items():
-        assert ours[key] == (pytest.approx(value, rel=1e-9, abs=1e-12) if isinstance(value, float) else value), key
+        assert ours[key] == (pytest.approx(value, rel=1e-6, abs=1e-9) if isinstance(value, float) else value), key
 
 
 def assert_erank_reported(run: Run, task: str, filter_name: str = "none") -> None:
