@@ -29,7 +29,8 @@ Then the report: ``lm-eval-erank compare`` over ``OUT/runs/*`` (table, correlati
 figures) into ``--report`` (default ``docs/real``); ``verdict.md`` from it (within each family, the
 larger model minus the smaller on every data set with the paired intervals; whether Diff-eRank and
 accuracy order the models alike); and ``study.json``: the command, machine, versions, settings, every
-run's wall and CPU time, and the documents chosen.
+run's wall and CPU time, and the documents chosen. ``--report-only`` runs nothing and reports the runs done
+so far, naming the (model, data set) runs still missing in ``verdict.md`` and ``study.json``.
 """
 
 from __future__ import annotations
@@ -158,13 +159,10 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_model(label: str, model_args: str, tasks: dict[str, str], docs: dict[str, list[int]], task_manager,
-              args) -> list[dict]:
-    """Every data set of one model not done yet with these settings (the model loaded once); the records."""
-    import lm_eval
-    import lm_eval.api.registry
-    from lm_eval.loggers import EvaluationTracker
-
+def done_records(label: str, model_args: str, tasks: dict[str, str], docs: dict[str, list[int]],
+                 args) -> tuple[list[dict], list[tuple]]:
+    """The records of this model's data sets done before with these settings, and the rest
+    as ``(key, task, record_file, settings)``."""
     directory = args.out / "runs" / label
     records, pending = [], []
     for key, task in tasks.items():
@@ -175,6 +173,18 @@ def run_model(label: str, model_args: str, tasks: dict[str, str], docs: dict[str
             records.append(json.loads(record_file.read_text()))
         else:
             pending.append((key, task, record_file, settings))
+    return records, pending
+
+
+def run_model(label: str, model_args: str, tasks: dict[str, str], docs: dict[str, list[int]], task_manager,
+              args) -> list[dict]:
+    """Every data set of one model not done yet with these settings (the model loaded once); the records."""
+    import lm_eval
+    import lm_eval.api.registry
+    from lm_eval.loggers import EvaluationTracker
+
+    directory = args.out / "runs" / label
+    records, pending = done_records(label, model_args, tasks, docs, args)
     if not pending:
         return records
     full_args = erank_model_args(args, model_args)
@@ -195,7 +205,8 @@ def run_model(label: str, model_args: str, tasks: dict[str, str], docs: dict[str
             tracker.save_results_samples(task_name=name, samples=samples[name])
         record = {"label": label, "task": task, "settings": settings, "docs": len(samples[task]), "load": load,
                   "wall_s": time.perf_counter() - started, "cpu_s": cpu_seconds() - cpu,
-                  "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+                  "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                  "load_average_end": os.getloadavg()}
         record_file.write_text(json.dumps(record, indent=1), encoding="utf-8")
         print(f"  {label} / {task}: {record['docs']} docs, {record['wall_s']:.0f} s", flush=True)
         records.append(record)
@@ -212,13 +223,18 @@ def machine(args) -> dict:
             "load_average_start": args.load_start, "load_average_end": record["load_average"]}
 
 
-def report(models: list[tuple[str, str]], families: dict[str, str], args):
-    """``lm-eval-erank compare`` over the models' runs into ``--report``, and ``verdict.md`` from it."""
+def report(models: list[tuple[str, str]], families: dict[str, str], args, missing: list[dict] = ()):
+    """``lm-eval-erank compare`` over the models' runs into ``--report``, and ``verdict.md`` from it
+    (headed by the (model, data set) runs still ``missing``, if any)."""
     from lm_eval_erank.compare import compare
 
     comparison = compare([str(args.out / "runs" / label) for label, _ in models], out=str(args.report),
                          labels=[label for label, _ in models])
-    (args.report / "verdict.md").write_text(verdict_markdown(comparison, families), encoding="utf-8")
+    head = ""
+    if missing:
+        head = ("**Not run yet** (the study resumes them; until then every statement below covers only the runs "
+                "that exist): " + ", ".join(f"{m['label']} / {m['task']}" for m in missing) + ".\n\n")
+    (args.report / "verdict.md").write_text(head + verdict_markdown(comparison, families), encoding="utf-8")
     return comparison
 
 
@@ -233,6 +249,43 @@ def difference(value, interval, sign: int) -> str:
     low, high = sorted((sign * interval[0], sign * interval[1]))
     verdict = "larger" if low > 0 else "smaller" if high < 0 else "not separated"
     return f"{sign * value:+.3f} [{low:+.3f}, {high:+.3f}] {verdict}"
+
+
+DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def layer_table(comparison, small: str, large: str) -> list[str]:
+    """Diff-eRank and eRank(M1) of two models at the same relative depths (hidden-state index
+    round(f * L) of L: 0 the embeddings, L the LM head's input), each value with its stderr."""
+    runs = {run.label: run for run in comparison.runs}
+    from lm_eval_erank.compare.figures import layer_series
+
+    def at(label, task, kind, depth):
+        series = layer_series(runs[label], task, kind)
+        if not series:
+            return None
+        last = series[-1][0]
+        return next(((i, last, v, e) for i, v, e in series if i == round(depth * last)), None)
+
+    def cell(point):
+        return "-" if point is None else f"{point[2]:.2f} ± {point[3] or 0:.2f}"
+
+    lines = [f"**Per layer, {large} and {small}** (at the same relative depth; index i of L hidden states, "
+             "0 the embeddings, L the LM head's input; value ± stderr):", "",
+             f"| task | depth | index ({small}, {large}) | Diff-eRank {small} | Diff-eRank {large} | "
+             f"eRank(M1) {small} | eRank(M1) {large} |", "|---|---:|---|---:|---:|---:|---:|"]
+    tasks = sorted({p["task"] for p in comparison.pairs if {p["a"], p["b"]} == {small, large}})
+    for task in tasks:
+        shown = set()
+        for depth in DEPTHS:
+            d = [at(label, task, "diff_erank", depth) for label in (small, large)]
+            m1 = [at(label, task, "erank_m1", depth) for label in (small, large)]
+            if None in d or (d[0][0], d[1][0]) in shown:  # a shallow model: two depths, one index
+                continue
+            shown.add((d[0][0], d[1][0]))
+            lines.append(f"| {task} | {depth:.2f} | {d[0][0]}/{d[0][1]}, {d[1][0]}/{d[1][1]} | {cell(d[0])} | "
+                         f"{cell(d[1])} | {cell(m1[0])} | {cell(m1[1])} |")
+    return lines + [""] if len(lines) > 4 else []
 
 
 def verdict_markdown(comparison, families: dict[str, str]) -> str:
@@ -256,6 +309,7 @@ def verdict_markdown(comparison, families: dict[str, str]) -> str:
                 cells = [difference(pair[f"{m}_diff"], pair[f"{m}_ci"], sign) for m, _ in PAIRED]
                 lines.append(f"| {pair['task']} | {pair['n_docs']} | " + " | ".join(cells) + f" | {acc} |")
             lines.append("")
+            lines += layer_table(comparison, small, large)
     lines += ["**Do Diff-eRank and accuracy order the models alike?** (Spearman rho across the models; with n "
               "models the smallest two-sided p any ordering reaches is min p)", "",
               "| task | models by Diff-eRank (low to high) | models by acc (low to high) | same order | rho | p | min p |",
@@ -271,6 +325,28 @@ def verdict_markdown(comparison, families: dict[str, str]) -> str:
         min_p = "-" if entry["min_p"] is None else f"{entry['min_p']:.3g}"
         lines.append(f"| {entry['task']} | {' < '.join(by['diff_erank'])} | {' < '.join(by['acc'])} | "
                      f"{'yes' if by['diff_erank'] == by['acc'] else 'no'} | {rho} | {p} | {min_p} |")
+    return "\n".join(lines) + "\n"
+
+
+def study_markdown(study: dict) -> str:
+    """What was run, from ``study.json``: the documents, then every (model, data set) run's time and
+    memory, the totals, and what is missing."""
+    lines = ["| data set | task | documents | of | sample seed |", "|---|---|---:|---:|---:|"]
+    for key, chosen in study["documents"].items():
+        lines.append(f"| {key} | {study['tasks'][key]} | {chosen['sampled']} | {chosen['of']} | {chosen['seed']} |")
+    lines += ["", "| model | data set | docs | wall (min) | CPU (min) | peak RSS (GiB) | load average at the end |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for run in study["runs"]:
+        load = run.get("load_average_end")
+        lines.append(f"| {run['label']} | {run['task']} | {run['docs']} | {run['wall_s'] / 60:.1f} | "
+                     f"{run['cpu_s'] / 60:.1f} | {run['peak_rss_gib']:.1f} | {'-' if load is None else f'{load[0]:.1f}'} |")
+    settings = study["settings"]
+    lines += ["", f"Runs: {study['runs_wall_s'] / 60:.0f} min wall, {study['runs_cpu_s'] / 60:.0f} min CPU, plus "
+              f"{study['loads_wall_s'] / 60:.0f} min loading the models; {settings['twins']} twins, layers "
+              f"{settings['layers']}, {settings['dtype']}, batch {settings['batch_size']}, {settings['device']}, "
+              f"{study['machine']['cpu_count']} CPU cores. "
+              + ("Every (model, data set) run is done." if study["complete"] else
+                 "Not run yet: " + ", ".join(f"{m['label']} / {m['task']}" for m in study["missing"]) + ".")]
     return "\n".join(lines) + "\n"
 
 
@@ -308,6 +384,8 @@ def parse_args(argv):
     p.add_argument("--out", type=Path, default=ROOT / "results" / "real_models", help="runs, M0 cache, tasks")
     p.add_argument("--report", type=Path, default=ROOT / "docs" / "real", help="the comparison and study.json")
     p.add_argument("--no-report", action="store_true", help="only the runs")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: the report over the (model, data set) runs done so far, the rest listed as missing")
     args = p.parse_args(argv)
     args.keys = [k.strip() for k in args.data_sets.split(",") if k.strip()]
     unknown = [k for k in args.keys if k not in DATA_SETS]
@@ -333,19 +411,26 @@ def main(argv: list[str] | None = None) -> int:
     chosen = {key: sampled_docs(task, task_manager, args.sample.get(key, 0)) for key, task in tasks.items()}
     docs = {key: indices for key, (indices, _) in chosen.items()}
     started = time.perf_counter()
-    records = []
+    records, missing = [], []
     for label, model_args in models:
         print(f"{label}: {model_args}", flush=True)
-        records += run_model(label, model_args, tasks, docs, task_manager, args)
+        if args.report_only:
+            done, pending = done_records(label, model_args, tasks, docs, args)
+            records += done
+            missing += [{"label": label, "task": task} for _, task, _, _ in pending]
+        else:
+            records += run_model(label, model_args, tasks, docs, task_manager, args)
     if args.no_report:
         return 0
     args.report.mkdir(parents=True, exist_ok=True)
-    report(models, families, args)
+    reported = [(label, model_args) for label, model_args in models if any(r["label"] == label for r in records)]
+    report(reported, families, args, missing)
     study = {
         "command": "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0])), *(argv or sys.argv[1:])]),
         "machine": machine(args), "versions": versions(), "this_invocation_wall_s": time.perf_counter() - started,
         "runs_wall_s": sum(r["wall_s"] for r in records), "runs_cpu_s": sum(r["cpu_s"] for r in records),
         "loads_wall_s": sum({r["label"]: r["load"]["wall_s"] for r in records}.values()),
+        "complete": not missing, "missing": missing,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "models": dict(models), "tasks": tasks,
         "documents": {key: {"sampled": len(indices), "of": total, "seed": SAMPLE_SEED, "indices": indices}
@@ -354,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
                  for r in records],
     }
     (args.report / "study.json").write_text(json.dumps(study, indent=1, default=str), encoding="utf-8")
+    (args.report / "study.md").write_text(study_markdown(study), encoding="utf-8")
     print(f"wrote {args.report}")
     return 0
 

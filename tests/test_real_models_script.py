@@ -69,6 +69,10 @@ def test_every_model_runs_the_same_seeded_documents_with_twins_and_all_layers(st
     runs = study_record["runs"]
     assert len(runs) == 12 and all(r["wall_s"] > 0 and r["cpu_s"] > 0 for r in runs)
     assert study_record["runs_wall_s"] == pytest.approx(sum(r["wall_s"] for r in runs))
+    written = (report / "study.md").read_text()  # study.json as markdown, for the docs to include
+    assert written == script.study_markdown(study_record)
+    assert f"Runs: {study_record['runs_wall_s'] / 60:.0f} min wall" in written and "Every (model, data set) run is done." in written
+    assert sum(1 for line in written.splitlines() if line.startswith(("| gpt2 |", "| llama |", "| opt |"))) == 12
 
 
 def test_the_report_is_the_compare_commands_over_the_runs(study):
@@ -98,7 +102,7 @@ def test_the_verdict_is_the_larger_minus_the_smaller_model_of_a_family(study):
     assert f"**{large} minus {small}**" in verdict and "opt minus" not in verdict and "minus opt" not in verdict
     rows = {(r["label"], r["task"]): r for r in written["rows"]}
     lines = {line.split(" | ")[0].strip("| "): line for line in verdict.splitlines()
-             if line.startswith("| real_") and " < " not in line}  # the pair table's rows
+             if line.startswith("| real_") and " < " not in line and "/" not in line}  # the pair table's rows
     for key in SAMPLE:
         task = f"real_{key}"
         expected = rows[(large, task)]["diff_erank"]["value"] - rows[(small, task)]["diff_erank"]["value"]
@@ -106,6 +110,15 @@ def test_the_verdict_is_the_larger_minus_the_smaller_model_of_a_family(study):
         assert cells[1] == str(SAMPLE[key]) and cells[2].startswith(f"{expected:+.3f} [")
         low, high = (float(x) for x in cells[2].split("[")[1].split("]")[0].split(", "))
         assert cells[2].endswith("larger" if low > 0 else "smaller" if high < 0 else "not separated")
+    layer_rows = [line.split(" | ") for line in verdict.splitlines() if line.startswith("| real_") and "/" in line]
+    at_head = {cells[0].strip("| "): cells for cells in layer_rows if cells[1] == "1.00"}
+    assert set(at_head) == {f"real_{key}" for key in SAMPLE}  # every task reaches the LM head's input
+    for task, cells in at_head.items():  # there the per-layer table shows the dataset values
+        for column, label in ((3, small), (4, large)):
+            row = rows[(label, task)]["diff_erank"]
+            assert cells[column] == f"{row['value']:.2f} ± {row['stderr']:.2f}"
+    assert len({cells[2] for cells in layer_rows if cells[0] == "| real_piqa"}) == sum(
+        1 for cells in layer_rows if cells[0] == "| real_piqa")  # no index pair twice
     order_rows = [line for line in verdict.splitlines() if line.startswith("| real_") and " < " in line]
     assert len(order_rows) == 3  # the three benchmarks have acc; hh-rlhf has none
     for line in order_rows:
@@ -129,6 +142,25 @@ def test_a_rerun_reuses_every_finished_run_and_changed_settings_run_again(study,
                         f"gpt2-again={common[common.index('--model') + 1].split('=', 1)[1]}"]) == 0
     printed = capsys.readouterr().out
     assert "reused" not in printed and printed.count("3 docs") == 4  # the three models and the new label
+
+
+def test_report_only_reports_the_runs_done_and_lists_the_missing_ones(study, tiny_models, capsys):
+    """--report-only runs nothing: a model with no run is left out of the comparison, a data set not run
+    yet is named in verdict.md and study.json (``complete`` false), and the rows are those of the runs."""
+    script, common, out, report = study
+    partial = Path(str(report) + "_partial")
+    new_model = ["--model", f"gpt2-unrun=pretrained={tiny_models['gpt2']}"]
+    capsys.readouterr()
+    assert script.main([*common, *new_model, "--report", str(partial), "--report-only"]) == 0
+    assert "docs," not in capsys.readouterr().out  # nothing ran
+    record = json.loads((partial / "study.json").read_text())
+    assert not record["complete"]
+    assert record["missing"] == [{"label": "gpt2-unrun", "task": f"real_erank_{key}"} for key in SAMPLE]
+    verdict = (partial / "verdict.md").read_text()
+    assert verdict.startswith("**Not run yet**") and "gpt2-unrun / real_erank_piqa" in verdict
+    written = json.loads((partial / "comparison.json").read_text())
+    assert written["rows"] == json.loads((report / "comparison.json").read_text())["rows"]
+    assert json.loads((report / "study.json").read_text())["complete"]
 
 
 def test_an_interrupted_study_loses_only_the_run_it_was_on(study, tiny_models, tmp_path, monkeypatch, capsys):
