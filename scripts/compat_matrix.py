@@ -43,10 +43,6 @@ SUBSET = (
     "tests/test_guarantees.py::test_ctrl_c_during_a_run_leaves_no_partial_output",
     "tests/test_scripts.py::test_layer_curves_and_null_metrics",  # matplotlib (a test extra) at its floor
 )
-# What CI runs at the oldest release beside the full suite (scripts/test_oldest.sh): the subset without its
-# two slowest files, whose CPU time pushed CI past 25 minutes on 2 cores; run the whole SUBSET before declaring
-# a release (docs/releases.md).
-CI_SUBSET = tuple(t for t in SUBSET if t not in ("tests/test_flags.py", "tests/test_wrapping.py"))
 VERSIONS_OF = ("lm-eval", "transformers", "datasets", "accelerate", "torch", "tokenizers", "pytest", "pytest-xdist",
                "hypothesis", "matplotlib")
 
@@ -112,10 +108,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--venv", action="append", default=[],
                         help="RELEASE=PATH: the environment's place (built there unless already built by this recipe)")
     parser.add_argument("--tests", nargs="+", default=list(SUBSET))
-    parser.add_argument("--ci", action="store_true", help="the CI subset (CI_SUBSET) instead of SUBSET")
     args = parser.parse_args(argv)
-    if args.ci:
-        args.tests = list(CI_SUBSET)
     args.places = {release: args.venv_root / release for release in args.releases}
     args.places.update({release: Path(path) for release, path in (item.split("=", 1) for item in args.venv)})
     return args, pytest_args

@@ -270,8 +270,8 @@ def layer_table(comparison, small: str, large: str) -> list[str]:
     def cell(point):
         return "-" if point is None else f"{point[2]:.2f} ± {point[3] or 0:.2f}"
 
-    lines = [f"**Per layer, {large} and {small}** (at the same relative depth; index i of L hidden states, "
-             "0 the embeddings, L the LM head's input; value ± stderr):", "",
+    lines = [f"**Per layer, {large} and {small}** (at the same relative depth, i/L of the smaller model; index i "
+             "of L hidden states, 0 the embeddings, L the LM head's input; value ± stderr):", "",
              f"| task | depth | index ({small}, {large}) | Diff-eRank {small} | Diff-eRank {large} | "
              f"eRank(M1) {small} | eRank(M1) {large} |", "|---|---:|---|---:|---:|---:|---:|"]
     tasks = sorted({p["task"] for p in comparison.pairs if {p["a"], p["b"]} == {small, large}})
@@ -283,7 +283,7 @@ def layer_table(comparison, small: str, large: str) -> list[str]:
             if None in d or (d[0][0], d[1][0]) in shown:  # a shallow model: two depths, one index
                 continue
             shown.add((d[0][0], d[1][0]))
-            lines.append(f"| {task} | {depth:.2f} | {d[0][0]}/{d[0][1]}, {d[1][0]}/{d[1][1]} | {cell(d[0])} | "
+            lines.append(f"| {task} | {d[0][0] / d[0][1]:.2f} | {d[0][0]}/{d[0][1]}, {d[1][0]}/{d[1][1]} | {cell(d[0])} | "
                          f"{cell(d[1])} | {cell(m1[0])} | {cell(m1[1])} |")
     return lines + [""] if len(lines) > 4 else []
 
