@@ -310,21 +310,23 @@ def verdict_markdown(comparison, families: dict[str, str]) -> str:
                 lines.append(f"| {pair['task']} | {pair['n_docs']} | " + " | ".join(cells) + f" | {acc} |")
             lines.append("")
             lines += layer_table(comparison, small, large)
-    lines += ["**Do Diff-eRank and accuracy order the models alike?** (Spearman rho across the models; with n "
-              "models the smallest two-sided p any ordering reaches is min p)", "",
+    lines += ["**Do Diff-eRank and accuracy order the models alike?** (Spearman rho across the models, from 3 "
+              "models on; with n models the smallest two-sided p any ordering reaches is min p)", "",
               "| task | models by Diff-eRank (low to high) | models by acc (low to high) | same order | rho | p | min p |",
               "|---|---|---|---|---:|---:|---:|"]
     values = {(row["label"], row["task"]): row for row in comparison.rows}
-    for entry in comparison.correlations:
-        if (entry["x"], entry["y"]) != ("diff_erank", "acc"):
+    found = {(e["task"]): e for e in comparison.correlations if (e["x"], e["y"]) == ("diff_erank", "acc")}
+    for task in dict.fromkeys(row["task"] for row in comparison.rows):
+        models = [label for (label, t), row in values.items() if t == task
+                  and all((row.get(m) or {}).get("value") is not None for m in ("diff_erank", "acc"))]
+        if len(models) < 2:
             continue
-        by = {m: sorted(entry["models"], key=lambda label: values[(label, entry["task"])][m]["value"])
-              for m in ("diff_erank", "acc")}
-        rho = "-" if entry["spearman"] is None else f"{entry['spearman']:+.2f}"
-        p = "-" if entry["spearman_p"] is None else f"{entry['spearman_p']:.3g}"
-        min_p = "-" if entry["min_p"] is None else f"{entry['min_p']:.3g}"
-        lines.append(f"| {entry['task']} | {' < '.join(by['diff_erank'])} | {' < '.join(by['acc'])} | "
-                     f"{'yes' if by['diff_erank'] == by['acc'] else 'no'} | {rho} | {p} | {min_p} |")
+        by = {m: sorted(models, key=lambda label: values[(label, task)][m]["value"]) for m in ("diff_erank", "acc")}
+        entry = found.get(task) or {}  # compare correlates 3 models or more
+        cells = [("-" if entry.get(k) is None else fmt.format(entry[k]))
+                 for k, fmt in (("spearman", "{:+.2f}"), ("spearman_p", "{:.3g}"), ("min_p", "{:.3g}"))]
+        lines.append(f"| {task} | {' < '.join(by['diff_erank'])} | {' < '.join(by['acc'])} | "
+                     f"{'yes' if by['diff_erank'] == by['acc'] else 'no'} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
