@@ -55,7 +55,8 @@ def test_the_readme_is_short_and_leads_with_what_a_researcher_needs():
     headings = [line for line in lines if line.startswith("## ")]
     assert headings[:4] == ["## What Diff-eRank is", "## Install", "## Quick start (offline, a fresh machine)",
                             "## Evaluating a real model"]
-    assert {"## Reading the output", "## Comparing models", "## Citation", "## Documentation"} <= set(headings)
+    assert {"## Reading the output", "## Comparing models", "## Real models", "## Citation",
+            "## Documentation"} <= set(headings)
 
 
 @pytest.mark.parametrize("page", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -264,10 +265,13 @@ COPIED = [
     ("negative-diff-erank.md", TWIN_COLLAPSE / "table.md", "What each change does to the twin's eRank L, piqa"),
     ("negative-diff-erank.md", TWIN_COLLAPSE / "table.md", "Which block-1 measurement orders the collapse, piqa"),
     ("negative-diff-erank.md", TWIN_COLLAPSE / "local_m1.md", "At the last layer"),
+    ("negative-diff-erank.md", TWIN_COLLAPSE / "qwen" / "table.md", "Twins at published shapes, piqa"),
+    ("negative-diff-erank.md", TWIN_COLLAPSE / "qwen" / "table.md", "What each change does to the twin's eRank L, piqa"),
 ]
 
 
-@pytest.mark.parametrize("page, source, heading", COPIED, ids=[c[2] for c in COPIED])
+@pytest.mark.parametrize("page, source, heading", COPIED,
+                         ids=[f"{c[1].relative_to(TWIN_COLLAPSE).parent}/{c[2]}" for c in COPIED])
 def test_a_table_a_study_wrote_is_copied_verbatim(page, source, heading):
     assert generated_section(source, heading) in text_of(ROOT / "docs" / page)
 
@@ -311,3 +315,37 @@ def test_the_family_page_copies_its_study():
     for block in [*blocks, verdict]:
         prose = prose.replace(block, "")
     assert not re.findall(r"\d+\.\d\d", prose), "a retyped figure outside the copied blocks"
+
+
+REAL = ROOT / "docs" / "real"
+
+
+def readme_section(heading: str) -> str:
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text_of(README), re.S | re.M)
+    assert match, f"no section '{heading}' in README.md"
+    return match.group(1)
+
+
+def test_the_real_model_study_is_copied_not_retyped():
+    """docs/real-models.md holds study.md and verdict.md as scripts/real_models.py wrote them; the
+    README's "Real models" holds the verdict's paired comparisons and its order table, verbatim; outside
+    the copied blocks neither has a d.dd figure."""
+    study, verdict = text_of(REAL / "study.md").strip(), text_of(REAL / "verdict.md").strip()
+    page = text_of(ROOT / "docs" / "real-models.md")
+    assert study in page and verdict in page
+    readme = readme_section("Real models")
+    paragraphs, blocks = verdict.split("\n\n"), []
+    for paragraph in paragraphs:  # a bold heading with its table, or a paragraph alone
+        if paragraph.startswith("|") and blocks and not blocks[-1].startswith("|"):
+            blocks[-1] += "\n\n" + paragraph
+        else:
+            blocks.append(paragraph)
+    paired = [b for b in blocks if not b.startswith("**Per layer")]
+    assert len(paired) >= 2 and all(b in readme for b in paired)
+    smollm2 = text_of(ROOT / "docs" / "real_smollm2" / "table.md").strip()
+    for text, copied in ((readme, paired), (page, [study, verdict, smollm2])):
+        prose = FENCE.sub("", text)
+        for block in copied:
+            prose = prose.replace(block, "")
+        prose = prose.replace("0.02", "")  # the published init std: a config value, not a result
+        assert not re.findall(r"\d+\.\d\d", prose), "a retyped figure outside the copied blocks"
