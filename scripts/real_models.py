@@ -225,17 +225,22 @@ def machine(args) -> dict:
 
 def report(models: list[tuple[str, str]], families: dict[str, str], args, missing: list[dict] = ()):
     """``lm-eval-erank compare`` over the models' runs into ``--report``, and ``verdict.md`` from it
-    (headed by the (model, data set) runs still ``missing``, if any)."""
+    (headed by the (model, data set) runs still ``missing``, if any), and ``verdict_summary.md``: the same
+    without the per-layer tables, what the README shows."""
     from lm_eval_erank.compare import compare
 
     comparison = compare([str(args.out / "runs" / label) for label, _ in models], out=str(args.report),
                          labels=[label for label, _ in models])
-    head = ""
-    if missing:
-        head = ("**Not run yet** (the study resumes them; until then every statement below covers only the runs "
-                "that exist): " + ", ".join(f"{m['label']} / {m['task']}" for m in missing) + ".\n\n")
+    head = ("**Not run yet** (the study resumes them; until then every statement below covers only the runs "
+            f"that exist): {not_run_yet(missing)}.\n\n") if missing else ""
     (args.report / "verdict.md").write_text(head + verdict_markdown(comparison, families), encoding="utf-8")
+    (args.report / "verdict_summary.md").write_text(head + verdict_markdown(comparison, families, layers=False),
+                                                   encoding="utf-8")
     return comparison
+
+
+def not_run_yet(missing: list[dict]) -> str:
+    return ", ".join(f"{m['label']} / {m['task']}" for m in missing)
 
 
 PAIRED = (("diff_erank", "Diff-eRank"), ("erank_ratio", "ratio M1/M0"), ("erank_m1", "eRank(M1)"),
@@ -257,11 +262,12 @@ DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 def layer_table(comparison, small: str, large: str) -> list[str]:
     """Diff-eRank and eRank(M1) of two models at the same relative depths (hidden-state index
     round(f * L) of L: 0 the embeddings, L the LM head's input), each value with its stderr."""
-    runs = {run.label: run for run in comparison.runs}
     from lm_eval_erank.compare.figures import layer_series
 
-    def at(label, task, kind, depth):
-        series = layer_series(runs[label], task, kind)
+    runs = {run.label: run for run in comparison.runs}
+
+    def at(series, depth):
+        """(index, L, value, stderr) at ``depth`` of a layer series, None where it has no such index."""
         if not series:
             return None
         last = series[-1][0]
@@ -276,10 +282,12 @@ def layer_table(comparison, small: str, large: str) -> list[str]:
              f"eRank(M1) {small} | eRank(M1) {large} |", "|---|---:|---|---:|---:|---:|---:|"]
     tasks = sorted({p["task"] for p in comparison.pairs if {p["a"], p["b"]} == {small, large}})
     for task in tasks:
+        series = {kind: [layer_series(runs[label], task, kind) for label in (small, large)]
+                  for kind in ("diff_erank", "erank_m1")}
         shown = set()
         for depth in DEPTHS:
-            d = [at(label, task, "diff_erank", depth) for label in (small, large)]
-            m1 = [at(label, task, "erank_m1", depth) for label in (small, large)]
+            d = [at(s, depth) for s in series["diff_erank"]]
+            m1 = [at(s, depth) for s in series["erank_m1"]]
             if None in d or (d[0][0], d[1][0]) in shown:  # a shallow model: two depths, one index
                 continue
             shown.add((d[0][0], d[1][0]))
@@ -288,10 +296,11 @@ def layer_table(comparison, small: str, large: str) -> list[str]:
     return lines + [""] if len(lines) > 4 else []
 
 
-def verdict_markdown(comparison, families: dict[str, str]) -> str:
+def verdict_markdown(comparison, families: dict[str, str], layers: bool = True) -> str:
     """Within each family, the larger model minus the smaller on every task, each difference with its
-    paired 95% interval (and the accuracy's McNemar p); then, per task, whether Diff-eRank and accuracy
-    order all the models alike, with the rank correlation across them and the smallest p it could reach."""
+    paired 95% interval (and the accuracy's McNemar p), with ``layers`` the two per layer; then, per task,
+    whether Diff-eRank and accuracy order all the models alike, with the rank correlation across them and
+    the smallest p it could reach."""
     params = {run.label: run.num_parameters for run in comparison.runs}
     lines = []
     for family in sorted(set(families.values())):
@@ -309,13 +318,13 @@ def verdict_markdown(comparison, families: dict[str, str]) -> str:
                 cells = [difference(pair[f"{m}_diff"], pair[f"{m}_ci"], sign) for m, _ in PAIRED]
                 lines.append(f"| {pair['task']} | {pair['n_docs']} | " + " | ".join(cells) + f" | {acc} |")
             lines.append("")
-            lines += layer_table(comparison, small, large)
+            lines += layer_table(comparison, small, large) if layers else []
     lines += ["**Do Diff-eRank and accuracy order the models alike?** (Spearman rho across the models, from 3 "
               "models on; with n models the smallest two-sided p any ordering reaches is min p)", "",
               "| task | models by Diff-eRank (low to high) | models by acc (low to high) | same order | rho | p | min p |",
               "|---|---|---|---|---:|---:|---:|"]
     values = {(row["label"], row["task"]): row for row in comparison.rows}
-    found = {(e["task"]): e for e in comparison.correlations if (e["x"], e["y"]) == ("diff_erank", "acc")}
+    found = {e["task"]: e for e in comparison.correlations if (e["x"], e["y"]) == ("diff_erank", "acc")}
     for task in dict.fromkeys(row["task"] for row in comparison.rows):
         models = [label for (label, t), row in values.items() if t == task
                   and all((row.get(m) or {}).get("value") is not None for m in ("diff_erank", "acc"))]
@@ -348,7 +357,7 @@ def study_markdown(study: dict) -> str:
               f"{settings['layers']}, {settings['dtype']}, batch {settings['batch_size']}, {settings['device']}, "
               f"{study['machine']['cpu_count']} CPU cores. "
               + ("Every (model, data set) run is done." if study["complete"] else
-                 "Not run yet: " + ", ".join(f"{m['label']} / {m['task']}" for m in study["missing"]) + ".")]
+                 f"Not run yet: {not_run_yet(study['missing'])}.")]
     return "\n".join(lines) + "\n"
 
 

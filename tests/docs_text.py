@@ -14,11 +14,11 @@ def page(name: str) -> str:
     return (ROOT / name if name == "README.md" else ROOT / "docs" / name).read_text(encoding="utf-8")
 
 
-def section(title: str) -> str:
-    """The text under the heading ``title`` (any level, in README.md or a docs page; exactly one must
-    have it), up to the next heading of the same or a higher level."""
+def section(title: str, name: str | None = None) -> str:
+    """The text under the heading ``title`` (any level, in README.md or a docs page, or only in page
+    ``name``; exactly one must have it), up to the next heading of the same or a higher level."""
     found = []
-    for path in PAGES:
+    for path in PAGES if name is None else [ROOT / name if name == "README.md" else ROOT / "docs" / name]:
         text = path.read_text(encoding="utf-8")
         for match in re.finditer(rf"^(#+) {re.escape(title)}\n", text, re.M):
             level = len(match.group(1))

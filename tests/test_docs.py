@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from . import docs_text
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOC_PAGES = sorted((ROOT / "docs").rglob("*.md"))
@@ -311,41 +313,75 @@ def test_the_family_page_copies_its_study():
                                                                    "| Spearman rho"))]
     verdict = summary.split("Verdict (the paper's trends at this scale):\n\n", 1)[1].strip()
     assert len(blocks) == 4 and all(b in page for b in blocks) and verdict in page
-    prose = FENCE.sub("", page)
-    for block in [*blocks, verdict]:
+    assert_no_figure_outside(page, [*blocks, verdict])
+
+
+def assert_no_figure_outside(text: str, copied: list[str]) -> None:
+    """No d.dd figure in ``text``'s prose once the ``copied`` blocks (and code blocks) are taken out;
+    0.02, the published init std, is a config value, not a result."""
+    prose = FENCE.sub("", text)
+    for block in copied:
         prose = prose.replace(block, "")
-    assert not re.findall(r"\d+\.\d\d", prose), "a retyped figure outside the copied blocks"
+    assert not re.findall(r"\d+\.\d\d", prose.replace("0.02", "")), "a retyped figure outside the copied blocks"
 
 
 REAL = ROOT / "docs" / "real"
 
 
-def readme_section(heading: str) -> str:
-    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text_of(README), re.S | re.M)
-    assert match, f"no section '{heading}' in README.md"
-    return match.group(1)
-
-
 def test_the_real_model_study_is_copied_not_retyped():
-    """docs/real-models.md holds study.md and verdict.md as scripts/real_models.py wrote them; the
-    README's "Real models" holds the verdict's paired comparisons and its order table, verbatim; outside
-    the copied blocks neither has a d.dd figure."""
+    """docs/real-models.md holds study.md and verdict.md as scripts/real_models.py wrote them, the
+    README's "Real models" its verdict_summary.md (the verdict without the per-layer tables), verbatim;
+    outside the copied blocks neither has a d.dd figure."""
     study, verdict = text_of(REAL / "study.md").strip(), text_of(REAL / "verdict.md").strip()
-    page = text_of(ROOT / "docs" / "real-models.md")
-    assert study in page and verdict in page
-    readme = readme_section("Real models")
-    paragraphs, blocks = verdict.split("\n\n"), []
-    for paragraph in paragraphs:  # a bold heading with its table, or a paragraph alone
-        if paragraph.startswith("|") and blocks and not blocks[-1].startswith("|"):
-            blocks[-1] += "\n\n" + paragraph
-        else:
-            blocks.append(paragraph)
-    paired = [b for b in blocks if not b.startswith("**Per layer")]
-    assert len(paired) >= 2 and all(b in readme for b in paired)
-    smollm2 = text_of(ROOT / "docs" / "real_smollm2" / "table.md").strip()
-    for text, copied in ((readme, paired), (page, [study, verdict, smollm2])):
-        prose = FENCE.sub("", text)
-        for block in copied:
-            prose = prose.replace(block, "")
-        prose = prose.replace("0.02", "")  # the published init std: a config value, not a result
-        assert not re.findall(r"\d+\.\d\d", prose), "a retyped figure outside the copied blocks"
+    summary = text_of(REAL / "verdict_summary.md").strip()
+    page, readme = text_of(ROOT / "docs" / "real-models.md"), docs_text.section("Real models", "README.md")
+    assert study in page and verdict in page and summary in readme
+    assert_no_figure_outside(readme, [summary])
+    assert_no_figure_outside(page, [study, verdict, text_of(ROOT / "docs" / "real_smollm2" / "table.md").strip()])
+
+
+def test_what_the_readme_says_of_the_real_models_holds_in_the_comparison():
+    """README "Real models" and docs/real-models.md, in words: within Qwen2.5 the larger model's
+    Diff-eRank, reduced loss and accuracy are larger (paired intervals above 0, McNemar p < 0.05),
+    its eRank ratio smaller and its eRank(M1) larger; the smaller's Diff-eRank negative, the larger's
+    positive; on every task of all three models SmolLM2 is the least accurate with the largest
+    Diff-eRank, so Diff-eRank and accuracy do not order the models alike."""
+    comparison = json.loads(text_of(REAL / "comparison.json"))
+    small, large, smollm2 = "Qwen2.5-Coder-0.5B-Instruct", "Qwen2.5-Coder-1.5B-Instruct", "SmolLM2-135M-Instruct"
+    rows = {(r["label"], r["task"]): r for r in comparison["rows"]}
+    pairs = [p for p in comparison["pairs"] if {p["a"], p["b"]} == {small, large} and p["n_docs"]]
+    assert pairs
+    for pair in pairs:
+        sign = 1 if pair["a"] == large else -1  # larger minus smaller
+        low = {m: min(sign * pair[f"{m}_ci"][0], sign * pair[f"{m}_ci"][1]) for m in PAIRED_SIGNS}
+        high = {m: max(sign * pair[f"{m}_ci"][0], sign * pair[f"{m}_ci"][1]) for m in PAIRED_SIGNS}
+        assert low["diff_erank"] > 0 and low["reduced_loss"] > 0 and low["erank_m1"] > 0, pair["task"]
+        assert high["erank_ratio"] < 0, pair["task"]
+        assert sign * pair["acc_diff"] > 0 and pair["mcnemar_p"] < 0.05, pair["task"]
+        assert rows[(small, pair["task"])]["diff_erank"]["value"] < 0 < rows[(large, pair["task"])]["diff_erank"]["value"]
+    three = [task for task in {t for _, t in rows} if all((m, task) in rows for m in (small, large, smollm2))
+             and all(rows[(m, task)].get("acc") for m in (small, large, smollm2))]
+    assert three
+    for task in three:
+        values = {m: rows[(m, task)] for m in (small, large, smollm2)}
+        assert min(values, key=lambda m: values[m]["acc"]["value"]) == smollm2, task
+        assert max(values, key=lambda m: values[m]["diff_erank"]["value"]) == smollm2, task
+
+
+PAIRED_SIGNS = ("diff_erank", "reduced_loss", "erank_m1", "erank_ratio")
+
+
+def test_what_the_pages_say_of_qwens_twin_holds_in_the_twin_collapse_study():
+    """negative-diff-erank.md: Qwen2.5-0.5B's twin at 0.02 loses rank with depth (eRank L below eRank 0,
+    less than SmolLM2's twin at 0.02, unlike SmolLM2's at 1/24), and q, k alone at 1/24 lift it above eRank 0 as the whole
+    init std at 1/24 does."""
+    def ratio(row):  # the study's eRank L / eRank 0 (collapse_ratio in scripts/studies/twin_collapse/report.py)
+        erank = row["datasets"]["piqa"]["erank"]["mean"]
+        return erank[-1] / erank[0]
+
+    qwen = json.loads(text_of(TWIN_COLLAPSE / "qwen" / "summary.json"))
+    smollm2 = json.loads(text_of(TWIN_COLLAPSE / "summary.json"))["architectures"]
+    assert ratio(smollm2["smollm2-135m-gguf"]) < ratio(qwen["architectures"]["qwen2.5-0.5b"]) < 1 < ratio(
+        smollm2["smollm2-135m"])
+    for change in ("qwen: q, k std 1/24", "qwen: init std 1/24"):
+        assert ratio(qwen["ablations"][change]) > 1, change

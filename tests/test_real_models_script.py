@@ -119,6 +119,9 @@ def test_the_verdict_is_the_larger_minus_the_smaller_model_of_a_family(study):
             assert cells[column] == f"{row['value']:.2f} ± {row['stderr']:.2f}"
     assert len({cells[2] for cells in layer_rows if cells[0] == "| real_piqa"}) == sum(
         1 for cells in layer_rows if cells[0] == "| real_piqa")  # no index pair twice
+    summary = (report / "verdict_summary.md").read_text()  # what the README shows: no per-layer table
+    per_layer = verdict[verdict.index("**Per layer"):verdict.index("**Do Diff-eRank")]
+    assert summary == verdict.replace(per_layer, "")
     order_rows = [line for line in verdict.splitlines() if line.startswith("| real_") and " < " in line]
     assert len(order_rows) == 3  # the three benchmarks have acc; hh-rlhf has none
     for line in order_rows:
