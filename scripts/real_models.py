@@ -31,6 +31,8 @@ larger model minus the smaller on every data set with the paired intervals; whet
 accuracy order the models alike); and ``study.json``: the command, machine, versions, settings, every
 run's wall and CPU time, and the documents chosen. ``--report-only`` runs nothing and reports the runs done
 so far, naming the (model, data set) runs still missing in ``verdict.md`` and ``study.json``.
+With the default ``--report``, the report's files are copied into the README and the docs pages that
+show them (their ``<!-- copied from docs/real/... -->`` blocks): nothing is copied by hand.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from pathlib import Path
 SCRIPTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(SCRIPTS))
 from studies import environment  # noqa: E402  (scripts/studies/)
+from studies.formatting import fill_copied_blocks  # noqa: E402
 from studies.records import machine as this_machine, versions  # noqa: E402
 from studies.tasks import write_local_copy  # noqa: E402
 
@@ -228,6 +231,7 @@ def report(models: list[tuple[str, str]], families: dict[str, str], args, missin
     (headed by the (model, data set) runs still ``missing``, if any), and ``verdict_summary.md``: the same
     without the per-layer tables, what the README shows."""
     from lm_eval_erank.compare import compare
+    from lm_eval_erank.compare.report import table_legend, table_markdown
 
     comparison = compare([str(args.out / "runs" / label) for label, _ in models], out=str(args.report),
                          labels=[label for label, _ in models])
@@ -236,7 +240,25 @@ def report(models: list[tuple[str, str]], families: dict[str, str], args, missin
     (args.report / "verdict.md").write_text(head + verdict_markdown(comparison, families), encoding="utf-8")
     (args.report / "verdict_summary.md").write_text(head + verdict_markdown(comparison, families, layers=False),
                                                    encoding="utf-8")
+    (args.report / "table.md").write_text(table_markdown(comparison) + "\n" + table_legend(comparison) + "\n",
+                                          encoding="utf-8")
     return comparison
+
+
+PAGES = (ROOT / "README.md", ROOT / "docs" / "real-models.md", ROOT / "docs" / "comparing.md")
+
+
+def fill_pages(pages=PAGES) -> list[Path]:
+    """Copy the report into the pages that show it: every ``<!-- copied from docs/real/... -->`` block
+    of ``pages`` gets that file's text (tests/test_docs.py checks the blocks equal their sources)."""
+    changed = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        filled = fill_copied_blocks(text, lambda source: (ROOT / source).read_text(encoding="utf-8"))
+        if filled != text:
+            page.write_text(filled, encoding="utf-8")
+            changed.append(page)
+    return changed
 
 
 def not_run_yet(missing: list[dict]) -> str:
@@ -452,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.report / "study.json").write_text(json.dumps(study, indent=1, default=str), encoding="utf-8")
     (args.report / "study.md").write_text(study_markdown(study), encoding="utf-8")
     print(f"wrote {args.report}")
+    if args.report.resolve() == (ROOT / "docs" / "real").resolve():
+        for page in fill_pages():
+            print(f"copied the report into {page.relative_to(ROOT)}")
     return 0
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from . import docs_text
+from .test_scripts import study_module
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -328,14 +329,23 @@ def assert_no_figure_outside(text: str, copied: list[str]) -> None:
 REAL = ROOT / "docs" / "real"
 
 
-def test_the_real_model_study_is_copied_not_retyped():
-    """docs/real-models.md holds study.md and verdict.md as scripts/real_models.py wrote them, the
-    README's "Real models" its verdict_summary.md (the verdict without the per-layer tables), verbatim;
-    outside the copied blocks neither has a d.dd figure."""
+def test_every_copied_block_is_its_source_verbatim():
+    """Every ``<!-- copied from SOURCE -->`` block of the README and docs/ holds SOURCE as it is now
+    (scripts/real_models.py fills them; a rerun of the study without the copy fails here)."""
+    copied_blocks = study_module("formatting").copied_blocks
+    blocks = [(page, source, body) for page in DOCS for source, body in copied_blocks(text_of(page))]
+    assert {(page.name, source) for page, source, _ in blocks} >= {
+        ("README.md", "docs/real/verdict_summary.md"), ("real-models.md", "docs/real/study.md"),
+        ("real-models.md", "docs/real/verdict.md"), ("comparing.md", "docs/real/table.md")}
+    assert not [(page.name, source) for page, source, body in blocks if body != text_of(ROOT / source).strip()]
+
+
+def test_the_real_model_study_is_not_retyped():
+    """Outside the blocks copied from docs/real/, README's "Real models" and docs/real-models.md have
+    no d.dd figure."""
     study, verdict = text_of(REAL / "study.md").strip(), text_of(REAL / "verdict.md").strip()
     summary = text_of(REAL / "verdict_summary.md").strip()
     page, readme = text_of(ROOT / "docs" / "real-models.md"), docs_text.section("Real models", "README.md")
-    assert study in page and verdict in page and summary in readme
     assert_no_figure_outside(readme, [summary])
     assert_no_figure_outside(page, [study, verdict, text_of(ROOT / "docs" / "real_smollm2" / "table.md").strip()])
 

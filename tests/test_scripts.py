@@ -405,5 +405,5 @@ def test_the_shared_study_modules_examples_run():
             if test.examples:
                 assert doctest.DocTestRunner().run(test, out=lambda text: None).failed == 0, test.name
                 ran.add(test.name.rsplit(".", 1)[-1])
-    assert {"cell", "rho", "markdown_table", "dump_json", "piqa_gold_texts", "write_local_copy", "versions",
+    assert {"cell", "rho", "markdown_table", "dump_json", "copied_blocks", "fill_copied_blocks", "piqa_gold_texts", "write_local_copy", "versions",
             "machine"} <= ran, ran

@@ -2,14 +2,15 @@
 
 One helper per job: ``cell`` formats every number a study's table shows (with its ± and its
 sign where asked, ``-`` where there is none), ``rho`` a rank correlation with its p-value,
-``markdown_table`` the table around the cells, ``dump_json`` the summary files.
+``markdown_table`` the table around the cells, ``dump_json`` the summary files, ``fill_copied_blocks``
+the pages that show a study's output verbatim.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def cell(value: float | None, digits: int = 1, *, spread: float | None = None, sign: bool = False,
@@ -65,3 +66,25 @@ def dump_json(obj) -> str:
     def inline(match):
         return "[" + re.sub(r"\n\s*", " ", match.group(1)).strip() + "]"
     return re.sub(r"\[([^\[\]{}]*)\]", inline, json.dumps(obj, indent=1)) + "\n"
+
+
+COPIED_BLOCK = re.compile(r"(<!-- copied from (?P<source>\S+) -->\n)(?P<body>.*?)(\n<!-- end of (?P=source) -->)", re.S)
+
+
+def copied_blocks(page: str) -> list[tuple[str, str]]:
+    """``(source, body)`` of every ``<!-- copied from SOURCE -->`` .. ``<!-- end of SOURCE -->`` block of a page.
+
+    >>> copied_blocks("a\\n<!-- copied from x.md -->\\n| 1 |\\n<!-- end of x.md -->\\nb")
+    [('x.md', '| 1 |')]
+    """
+    return [(m["source"], m["body"]) for m in COPIED_BLOCK.finditer(page)]
+
+
+def fill_copied_blocks(page: str, read: Callable[[str], str]) -> str:
+    """``page`` with every copied block's body replaced by ``read(SOURCE)``, stripped; a page copies a
+    study's output through these blocks so that nothing in it is retyped.
+
+    >>> fill_copied_blocks("<!-- copied from x.md -->\\nold\\n<!-- end of x.md -->", lambda source: "new\\n")
+    '<!-- copied from x.md -->\\nnew\\n<!-- end of x.md -->'
+    """
+    return COPIED_BLOCK.sub(lambda m: m[1] + read(m["source"]).strip() + m[4], page)
