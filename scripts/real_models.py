@@ -283,8 +283,12 @@ DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 def layer_table(comparison, small: str, large: str) -> list[str]:
     """Diff-eRank and eRank(M1) of two models at the same relative depths (hidden-state index
-    round(f * L) of L: 0 the embeddings, L the LM head's input), each value with its stderr."""
+    round(f * L) of L: 0 the embeddings, L the LM head's input): each model's value ± stderr, and the
+    larger minus the smaller with its paired 95% bootstrap interval over the same documents (the
+    comparison's resamples and seed)."""
+    from lm_eval_erank.compare.analysis import difference_interval
     from lm_eval_erank.compare.figures import layer_series
+    from lm_eval_erank.compare.samples import read_task_samples
 
     runs = {run.label: run for run in comparison.runs}
 
@@ -298,23 +302,38 @@ def layer_table(comparison, small: str, large: str) -> list[str]:
     def cell(point):
         return "-" if point is None else f"{point[2]:.2f} ± {point[3] or 0:.2f}"
 
+    def metric(kind, point):
+        """The per-document name of ``kind`` at a point: the last index is the unsuffixed metric."""
+        return kind if point[0] == point[1] else f"{kind}_layer{point[0]}"
+
+    def paired(samples, kind, points):
+        if None in samples:
+            return "-"
+        interval = difference_interval(samples[1], samples[0], metric(kind, points[1]), comparison.settings["resamples"],
+                                       comparison.settings["seed"], metric_b=metric(kind, points[0]))
+        return "-" if interval is None else difference(interval.estimate, (interval.low, interval.high), 1)
+
     lines = [f"**Per layer, {large} and {small}** (at the same relative depth, i/L of the smaller model; index i "
-             "of L hidden states, 0 the embeddings, L the LM head's input; value ± stderr):", "",
+             "of L hidden states, 0 the embeddings, L the LM head's input; each value ± stderr, and the larger "
+             "minus the smaller paired over the same documents with its 95% bootstrap interval):", "",
              f"| task | depth | index ({small}, {large}) | Diff-eRank {small} | Diff-eRank {large} | "
-             f"eRank(M1) {small} | eRank(M1) {large} |", "|---|---:|---|---:|---:|---:|---:|"]
+             f"Diff-eRank larger minus smaller | eRank(M1) {small} | eRank(M1) {large} | eRank(M1) larger minus smaller |",
+             "|---|---:|---|---:|---:|---|---:|---:|---|"]
     tasks = sorted({p["task"] for p in comparison.pairs if {p["a"], p["b"]} == {small, large}})
     for task in tasks:
         series = {kind: [layer_series(runs[label], task, kind) for label in (small, large)]
                   for kind in ("diff_erank", "erank_m1")}
+        samples = [read_task_samples(runs[label], runs[label].tasks[task]) for label in (small, large)]
         shown = set()
         for depth in DEPTHS:
             d = [at(s, depth) for s in series["diff_erank"]]
             m1 = [at(s, depth) for s in series["erank_m1"]]
-            if None in d or (d[0][0], d[1][0]) in shown:  # a shallow model: two depths, one index
+            if None in d or None in m1 or (d[0][0], d[1][0]) in shown:  # a shallow model: two depths, one index
                 continue
             shown.add((d[0][0], d[1][0]))
             lines.append(f"| {task} | {d[0][0] / d[0][1]:.2f} | {d[0][0]}/{d[0][1]}, {d[1][0]}/{d[1][1]} | {cell(d[0])} | "
-                         f"{cell(d[1])} | {cell(m1[0])} | {cell(m1[1])} |")
+                         f"{cell(d[1])} | {paired(samples, 'diff_erank', d)} | {cell(m1[0])} | {cell(m1[1])} | "
+                         f"{paired(samples, 'erank_m1', m1)} |")
     return lines + [""] if len(lines) > 4 else []
 
 

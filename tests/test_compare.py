@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -489,19 +488,17 @@ def test_pairs_all_up_to_six_models_then_neighbours_along_the_axis():
 
 
 def test_the_command_starts_without_numpy_lm_eval_or_torch():
-    code = ("import sys, time\nstart = time.perf_counter()\nsys.argv = ['lm-eval-erank', 'compare', '--help']\n"
+    """``compare --help`` imports none of the heavy modules (what keeps it quick; not timed here: a timed
+    assertion fails on a loaded machine without the code changing)."""
+    code = ("import sys\nsys.argv = ['lm-eval-erank', 'compare', '--help']\n"
             "from lm_eval_erank.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('numpy', 'lm_eval', 'torch', 'transformers') if m in sys.modules))\n"
-            "print(time.perf_counter() - start)")
+            "print(sorted(m for m in ('numpy', 'lm_eval', 'torch', 'transformers') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    *_, loaded, seconds = done.stdout.strip().splitlines()
+    *_, loaded = done.stdout.strip().splitlines()
     assert loaded == "[]" and "usage: lm-eval-erank compare" in done.stdout
-    assert float(seconds) < 1.0
-    started = time.perf_counter()
     assert subprocess.run([shutil.which("lm-eval-erank", path=str(Path(sys.executable).parent)), "compare", "--help"],
                           capture_output=True, timeout=120).returncode == 0
-    assert time.perf_counter() - started < 5  # interpreter start-up included, on a loaded 2-core machine
 
 
 def test_a_comparison_imports_none_of_lm_eval_torch_or_transformers(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,14 @@ def test_the_verdict_is_the_larger_minus_the_smaller_model_of_a_family(study):
         for column, label in ((3, small), (4, large)):
             row = rows[(label, task)]["diff_erank"]
             assert cells[column] == f"{row['value']:.2f} ± {row['stderr']:.2f}"
+        pair_cells = lines[task].split(" | ")  # and the paired differences of the pair table
+        assert (cells[5], cells[8].rstrip(" |")) == (pair_cells[2], pair_cells[4]), task
+    for cells in layer_rows:  # each difference is the larger's value minus the smaller's, with its interval
+        for value, (a, b) in ((cells[5], (3, 4)), (cells[8].rstrip(" |"), (6, 7))):
+            low, high = (float(x) for x in value.split("[")[1].split("]")[0].split(", "))
+            estimate = float(value.split(" [")[0])
+            assert low <= estimate <= high
+            assert abs(estimate - (float(cells[b].split(" ±")[0]) - float(cells[a].split(" ±")[0]))) <= 0.011
     assert len({cells[2] for cells in layer_rows if cells[0] == "| real_piqa"}) == sum(
         1 for cells in layer_rows if cells[0] == "| real_piqa")  # no index pair twice
     summary = (report / "verdict_summary.md").read_text()  # what the README shows: no per-layer table
@@ -132,7 +141,7 @@ def test_the_verdict_is_the_larger_minus_the_smaller_model_of_a_family(study):
 
 
 def test_report_only_reports_the_runs_done_and_lists_the_missing_ones(study, tiny_models, capsys):
-    """(Before the rerun test below changes the piqa runs' settings.) --report-only runs nothing: a model with no run is left out of the comparison, a data set not run
+    """--report-only runs nothing: a model with no run is left out of the comparison, a data set not run
     yet is named in verdict.md and study.json (``complete`` false), and the rows are those of the runs."""
     script, common, out, report = study
     partial = Path(str(report) + "_partial")
@@ -150,8 +159,11 @@ def test_report_only_reports_the_runs_done_and_lists_the_missing_ones(study, tin
     assert json.loads((report / "study.json").read_text())["complete"]
 
 
-def test_a_rerun_reuses_every_finished_run_and_changed_settings_run_again(study, capsys):
+def test_a_rerun_reuses_every_finished_run_and_changed_settings_run_again(study, tmp_path, capsys):
+    """On a copy of the study's runs (the other tests read the originals, in any order)."""
     script, common, out, report = study
+    shutil.copytree(out, tmp_path / "out")
+    common = [str(tmp_path / "out") if a == str(out) else a for a in common]
     capsys.readouterr()
     again = Path(str(report) + "_again")
     assert script.main([*common, "--report", str(again), "--data-sets", "piqa,hh_rlhf"]) == 0

@@ -105,13 +105,21 @@ def pair_plan(runs: Sequence[Run], axis: SizeAxis, mode: str = "auto") -> list[t
     return list(zip(order, order[1:]))
 
 
-def _difference_interval(a: TaskSamples, b: TaskSamples, metric: str, resamples: int, seed: int):
-    items_a, items_b = a.items(metric), b.items(metric)
+def difference_interval(a: TaskSamples, b: TaskSamples, metric: str, resamples: int = 2000,
+                        seed: int = statistics.DEFAULT_SEED, metric_b: str | None = None):
+    """A's dataset value of ``metric`` minus B's of ``metric_b`` (default the same; e.g. the same
+    relative depth of two models: ``diff_erank_layer6`` and ``diff_erank_layer7``) on the same documents,
+    with its seeded paired bootstrap interval (``statistics.paired_bootstrap``); None where a run
+    does not report the metric."""
+    metric_b = metric_b or metric
+    items_a, items_b = a.items(metric), b.items(metric_b)
     if items_a is None or items_b is None:
         return None
+    if a.hashes != b.hashes:
+        raise ValueError("the runs evaluated different documents: no paired interval")
 
     def statistic(rows):
-        return metrics.resampled_aggregate(metric, items_a, rows) - metrics.resampled_aggregate(metric, items_b, rows)
+        return metrics.resampled_aggregate(metric, items_a, rows) - metrics.resampled_aggregate(metric_b, items_b, rows)
 
     return statistics.paired_bootstrap(statistic, len(items_a), resamples=resamples, seed=seed)
 
@@ -143,7 +151,7 @@ def paired_comparison(task: str, a: Run, b: Run, samples_a: TaskSamples | None, 
     if entry["n_docs"] >= 2:
         for metric in PAIRED_METRICS:
             try:
-                interval = _difference_interval(samples_a, samples_b, metric, resamples, seed)
+                interval = difference_interval(samples_a, samples_b, metric, resamples, seed)
             except ValueError as exc:  # every document of one run excluded, or a resample without one
                 entry.setdefault("excluded", []).append(f"{metric}: {exc}")
                 continue
