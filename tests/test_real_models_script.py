@@ -111,6 +111,13 @@ def test_the_verdict_is_the_larger_minus_the_smaller_model_of_a_family(study):
         assert cells[1] == str(SAMPLE[key]) and cells[2].startswith(f"{expected:+.3f} [")
         low, high = (float(x) for x in cells[2].split("[")[1].split("]")[0].split(", "))
         assert cells[2].endswith("larger" if low > 0 else "smaller" if high < 0 else "not separated")
+    words = dict(line[2:].split(": ", 1) for line in verdict.splitlines() if line.startswith("- "))
+    for key in SAMPLE:  # "In words" reads the pair table out: each task under its cell's verdict
+        cells = lines[f"real_{key}"].split(" | ")
+        for column, title in ((2, "Diff-eRank"), (3, "ratio M1/M0"), (4, "eRank(M1)"), (5, "reduced loss")):
+            word = "not separated" if cells[column].endswith("not separated") else cells[column].rsplit(" ", 1)[1]
+            assert [f"real_{key}"] == [task for group in words[title].split("; ") if group.startswith(f"{word} on ")
+                                       for task in group.split(" on ", 1)[1].split(", ") if task == f"real_{key}"]
     layer_rows = [line.split(" | ") for line in verdict.splitlines() if line.startswith("| real_") and "/" in line]
     at_head = {cells[0].strip("| "): cells for cells in layer_rows if cells[1] == "1.00"}
     assert set(at_head) == {f"real_{key}" for key in SAMPLE}  # every task reaches the LM head's input

@@ -1,0 +1,1 @@
+"""The real-model study (scripts/real_models.py): its report."""
