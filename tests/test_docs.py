@@ -384,6 +384,12 @@ def test_what_the_readme_says_of_the_real_models_holds_in_the_comparison():
             assert (by["acc"][0] == SMOLLM2) == (task in ("real_piqa", "real_winogrande")), task
 
 
+def test_the_study_takes_more_than_three_hours_of_its_machine_as_the_page_says():
+    study = json.loads(text_of(REAL / "study.json"))
+    assert study["complete"] and study["runs_cpu_s"] / study["machine"]["cpu_count"] > 3 * 3600
+    assert "does not fit in three hours" in flat(text_of(ROOT / "docs" / "real-models.md"))
+
+
 def test_what_the_pages_say_of_the_two_qwen_sizes_per_layer_holds_in_the_verdict():
     """README and docs/real-models.md, per layer (verdict.md's table, larger minus smaller, paired): at the
     embeddings the larger model's Diff-eRank is smaller; in the middle blocks (depths 1/4 to 3/4) it is

@@ -186,10 +186,12 @@ def study_markdown(study: dict) -> str:
         lines.append(f"| {run['label']} | {run['task']} | {run['docs']} | {run['wall_s'] / 60:.1f} | "
                      f"{run['cpu_s'] / 60:.1f} | {run['peak_rss_gib']:.1f} | {'-' if load is None else f'{load[0]:.1f}'} |")
     settings = study["settings"]
-    lines += ["", f"Runs: {study['runs_wall_s'] / 60:.0f} min wall, {study['runs_cpu_s'] / 60:.0f} min CPU, plus "
+    cores = study["machine"]["cpu_count"]
+    lines += ["", f"Runs: {study['runs_wall_s'] / 60:.0f} min wall, {study['runs_cpu_s'] / 60:.0f} min CPU (at least "
+              f"{study['runs_cpu_s'] / 60 / cores:.0f} min of {cores} cores alone), plus "
               f"{study['loads_wall_s'] / 60:.0f} min loading the models; {settings['twins']} twins, layers "
               f"{settings['layers']}, {settings['dtype']}, batch {settings['batch_size']}, {settings['device']}, "
-              f"{study['machine']['cpu_count']} CPU cores. "
+              f"{cores} CPU cores. "
               + ("Every (model, data set) run is done." if study["complete"] else
                  f"Not run yet: {not_run_yet(study['missing'])}.")]
     return "\n".join(lines) + "\n"
