@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from lm_eval_erank.compare import report, runs as runs_module
-from lm_eval_erank.compare.runs import CompareError
 from lm_eval_erank.testing import tiny
 
 from .conftest import model_args

@@ -18,7 +18,6 @@ from pathlib import Path
 from ..core import aggregation, metrics
 from .analysis import SizeAxis
 from .runs import CompareError
-from .samples import read_task_samples
 
 AXIS_TITLES = {
     "diff_erank": "Diff-eRank = eRank(M0) - eRank(M1) (effective dimensions)",
@@ -268,15 +267,15 @@ def layer_series(run, task: str, kind: str) -> list[tuple[int, float, float | No
     return sorted(series)
 
 
-def _layer_twin_sd(run, task: str, layers: list[int]) -> dict[int, float]:
+def _layer_twin_sd(comparison, run, task: str, layers: list[int]) -> dict[int, float]:
     """{layer: sd over twins of Diff-eRank at that layer}, from the samples (m0_twins > 1 only)."""
     if not run.twins or run.twins < 2 or run.samples_path(run.tasks[task].name) is None:
         return {}
-    samples = read_task_samples(run, run.tasks[task])
+    samples = comparison.task_samples(run, task)
     last = run.config.get("erank_last_layer")
     spread = {}
     for layer in layers:
-        items = samples.items("diff_erank" if layer == last else f"diff_erank_layer{layer}")
+        items = samples.items(metrics.layer_metric("diff_erank", layer, last))
         if items is not None:
             sd = aggregation.twin_sd(items, "difference")
             if sd is not None:
@@ -299,7 +298,7 @@ def plot_layers(plt, comparison, task, path: Path) -> Path | None:
         left.errorbar(layers, values, yerr=[s[2] or 0.0 for s in series], fmt="o-", capsize=3, color=color, ms=4,
                       mfc="white" if run.twins == 1 else color,
                       label=run.label + (" (one twin: bars = texts only)" if run.twins == 1 else ""))
-        spread = _layer_twin_sd(run, task, layers)
+        spread = _layer_twin_sd(comparison, run, task, layers)
         if spread:
             band = [(i, v) for i, v in zip(layers, values) if i in spread]
             left.fill_between([b[0] for b in band], [b[1] - spread[b[0]] for b in band],

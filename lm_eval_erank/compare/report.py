@@ -42,6 +42,14 @@ class Comparison:
     notes: list[str]
     settings: dict
     files: list[Path] = field(default_factory=list)
+    samples: dict[tuple[str, str], TaskSamples | None] = field(default_factory=dict, repr=False)
+
+    def task_samples(self, run: Run, key: str) -> TaskSamples | None:
+        """The run's samples of task ``key`` (None: no samples file), read and checked against its
+        results once per comparison (the pairs, the figures and a study's report share them)."""
+        if (run.label, key) not in self.samples:
+            self.samples[(run.label, key)] = read_task_samples(run, run.tasks[key])
+        return self.samples[(run.label, key)]
 
     def model_entry(self, run: Run) -> dict:
         return {"label": run.label, "path": str(run.path), "num_parameters": run.num_parameters,
@@ -170,26 +178,21 @@ def compare(paths: Sequence[str | Path], out: str | Path | None = None, *, label
     if small:
         notes.append(f"correlations over n = {', '.join(map(str, small))} models cannot reach p < 0.05 whatever the "
                      "data (with n = 4 and no ties the smallest two-sided p is 2/24 = 1/12)")
-    pair_entries = _pairs(runs, keys, axis, pairs, seed, resamples, warnings, notes)
     settings = {"seed": seed, "resamples": resamples, "permutations": permutations, "pairs": pairs,
                 "interval": "95% percentile interval of the paired bootstrap over documents",
                 "lm_eval_erank_version": __version__}
-    comparison = Comparison(runs, axis, keys, table_rows(runs, keys), correlations, pair_entries, warnings, notes,
-                            settings)
+    comparison = Comparison(runs, axis, keys, table_rows(runs, keys), correlations, [], warnings, notes, settings)
+    comparison.pairs = _pairs(comparison, pairs, seed, resamples)
     if out is not None:
         write(comparison, Path(out), figures=figures)
     return comparison
 
 
-def _pairs(runs, keys, axis, mode, seed, resamples, warnings, notes) -> list[dict]:
-    plan = analysis.pair_plan(runs, axis, mode)
-    cache: dict[tuple[str, str], TaskSamples | None] = {}
-
-    def samples(run: Run, key: str) -> TaskSamples | None:
-        if (run.label, key) not in cache:
-            cache[(run.label, key)] = read_task_samples(run, run.tasks[key])
-        return cache[(run.label, key)]
-
+def _pairs(comparison: Comparison, mode, seed, resamples) -> list[dict]:
+    """The paired tests of ``mode``'s plan on every task (notes and warnings added to the comparison's)."""
+    runs, keys, warnings, notes = comparison.runs, comparison.tasks, comparison.warnings, comparison.notes
+    plan = analysis.pair_plan(runs, comparison.axis, mode)
+    samples = comparison.task_samples
     if not plan:
         return []
     # every samples file is read (and checked against its results) before any test
@@ -204,7 +207,7 @@ def _pairs(runs, keys, axis, mode, seed, resamples, warnings, notes) -> list[dic
                 continue
             entries.append(analysis.paired_comparison(key, a, b, samples(a, key), samples(b, key),
                                                       resamples=resamples, seed=seed))
-    without = list(dict.fromkeys(label for (label, _), s in cache.items() if s is None))
+    without = list(dict.fromkeys(label for (label, _), s in comparison.samples.items() if s is None))
     if plan and without:
         notes.append(f"no samples file for {', '.join(without)}: paired tests need runs with --log_samples")
     different = sorted({e["task"] for e in entries if str(e.get("reason", "")).startswith("different documents")})

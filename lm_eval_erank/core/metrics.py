@@ -241,6 +241,16 @@ def layer_metric_base(name: str) -> str | None:
     return match.group(1) if match else None
 
 
+def layer_metric(name: str, layer: int, last_layer: int | None) -> str:
+    """The metric name of ``name`` at hidden-state index ``layer``: the unsuffixed name at the LM
+    head's input (``last_layer``, the run's ``erank_last_layer``), else ``{name}_layer{layer}``.
+
+    >>> layer_metric("diff_erank", 3, 24), layer_metric("diff_erank", 24, 24)
+    ('diff_erank_layer3', 'diff_erank')
+    """
+    return name if layer == last_layer else f"{name}_layer{layer}"
+
+
 def spec_of(name: str) -> MetricSpec:
     """The table entry of a metric name (``{name}_layer{i}`` -> its base metric's)."""
     return BY_NAME[layer_metric_base(name) or name]

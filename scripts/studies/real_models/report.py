@@ -82,7 +82,7 @@ def layer_table(comparison, small: str, large: str) -> list[str]:
     comparison's resamples and seed)."""
     from lm_eval_erank.compare.analysis import difference_interval
     from lm_eval_erank.compare.figures import layer_series
-    from lm_eval_erank.compare.samples import read_task_samples
+    from lm_eval_erank.core.metrics import layer_metric
 
     runs = {run.label: run for run in comparison.runs}
 
@@ -96,15 +96,13 @@ def layer_table(comparison, small: str, large: str) -> list[str]:
     def cell(point):
         return "-" if point is None else f"{point[2]:.2f} ± {point[3] or 0:.2f}"
 
-    def metric(kind, point):
-        """The per-document name of ``kind`` at a point: the last index is the unsuffixed metric."""
-        return kind if point[0] == point[1] else f"{kind}_layer{point[0]}"
-
     def paired(samples, kind, points):
         if None in samples:
             return "-"
-        interval = difference_interval(samples[1], samples[0], metric(kind, points[1]), comparison.settings["resamples"],
-                                       comparison.settings["seed"], metric_b=metric(kind, points[0]))
+        (i, last_i), (j, last_j) = (point[:2] for point in points)
+        interval = difference_interval(samples[1], samples[0], layer_metric(kind, j, last_j),
+                                       comparison.settings["resamples"], comparison.settings["seed"],
+                                       metric_b=layer_metric(kind, i, last_i))
         return "-" if interval is None else difference(interval.estimate, (interval.low, interval.high), 1)
 
     lines = [f"**Per layer, {large} and {small}** (at the same relative depth, i/L of the smaller model; index i "
@@ -117,7 +115,7 @@ def layer_table(comparison, small: str, large: str) -> list[str]:
     for task in tasks:
         series = {kind: [layer_series(runs[label], task, kind) for label in (small, large)]
                   for kind in ("diff_erank", "erank_m1")}
-        samples = [read_task_samples(runs[label], runs[label].tasks[task]) for label in (small, large)]
+        samples = [comparison.task_samples(runs[label], task) for label in (small, large)]
         shown = set()
         for depth in DEPTHS:
             d = [at(s, depth) for s in series["diff_erank"]]
